@@ -1,0 +1,148 @@
+"""Decoding recordings: FLAC/WAV to mono float32 at a target rate, whole or as a seeked crop.
+
+Crops seek in the file instead of decoding the whole minute, and are read with a small
+margin on both sides so the resampler's filter has real context at the crop edges.
+Output lengths are exact (``round(duration_s * sample_rate_hz)``), so a 44.1 kHz file and a
+48 kHz file of the same duration give arrays of identical length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from ..errors import AudioError
+
+AUDIO_EXTENSIONS = (".flac", ".wav")
+_RESAMPLE_MARGIN_S = 0.02
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the file header says about one recording."""
+
+    path: Path
+    sample_rate_hz: int
+    n_frames: int
+    channels: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_frames / self.sample_rate_hz
+
+    @property
+    def nyquist_hz(self) -> float:
+        return self.sample_rate_hz / 2.0
+
+
+def probe_audio(path: str | Path) -> AudioInfo:
+    """Read the header only. Raises AudioError naming the file when it is unreadable or empty."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: audio file not found")
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # libsndfile reports corrupt files with several exception types
+        raise AudioError(f"{path}: not a readable FLAC/WAV file ({_short(exc)}); re-export or remove it") from None
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise AudioError(f"{path}: audio file is empty (0 samples); re-export or remove it")
+    return AudioInfo(path=path, sample_rate_hz=int(info.samplerate), n_frames=int(info.frames), channels=int(info.channels))
+
+
+def n_samples(duration_s: float, sample_rate_hz: int) -> int:
+    """Number of samples a span lasts at a rate; the one rounding rule used everywhere."""
+    return int(round(duration_s * sample_rate_hz))
+
+
+def resample(signal: np.ndarray, *, from_hz: int, to_hz: int, n_out: int | None = None) -> np.ndarray:
+    """High-quality (soxr HQ) resampling of a 1-D signal to an exact output length."""
+    if from_hz != to_hz:
+        signal = soxr.resample(signal, from_hz, to_hz, quality="HQ")
+    if n_out is not None:
+        signal = _fit_length(signal, n_out)
+    return np.ascontiguousarray(signal, dtype=np.float32)
+
+
+def load_audio(
+    path: str | Path,
+    *,
+    sample_rate_hz: int,
+    t_start_s: float = 0.0,
+    duration_s: float | None = None,
+) -> np.ndarray:
+    """Mono float32 samples of ``path`` at ``sample_rate_hz``.
+
+    With ``duration_s`` only that span is decoded (the file is seeked); a span running past
+    the end of the recording is zero-padded, so crops always have the asked length.
+    """
+    info = probe_audio(path)
+    if t_start_s < 0:
+        raise AudioError(f"{path}: crop start {t_start_s:.3f} s is negative")
+    if t_start_s >= info.duration_s:
+        raise AudioError(f"{path}: crop start {t_start_s:.3f} s is beyond the end of the recording ({info.duration_s:.3f} s)")
+    if duration_s is None:
+        duration_s = info.duration_s - t_start_s
+    if duration_s <= 0:
+        raise AudioError(f"{path}: crop duration must be positive, got {duration_s}")
+    n_out = n_samples(duration_s, sample_rate_hz)
+    rate_in = info.sample_rate_hz
+    margin = 0 if rate_in == sample_rate_hz else n_samples(_RESAMPLE_MARGIN_S, rate_in)
+    first = int(np.floor(t_start_s * rate_in))
+    read_from = max(0, first - margin)
+    read_to = min(info.n_frames, int(np.ceil((t_start_s + duration_s) * rate_in)) + margin)
+    raw = _read_frames(info, read_from, read_to)
+    if rate_in == sample_rate_hz:
+        return _fit_length(raw, n_out)
+    resampled = resample(raw, from_hz=rate_in, to_hz=sample_rate_hz)
+    skip = n_samples((t_start_s * rate_in - read_from) / rate_in, sample_rate_hz)
+    return _fit_length(resampled[skip:], n_out)
+
+
+def _read_frames(info: AudioInfo, start: int, stop: int) -> np.ndarray:
+    try:
+        with sf.SoundFile(str(info.path)) as handle:
+            handle.seek(start)
+            frames = handle.read(stop - start, dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise AudioError(f"{info.path}: decoding failed ({_short(exc)}); the file may be truncated or corrupt") from None
+    if frames.shape[0] == 0 and stop > start:
+        raise AudioError(f"{info.path}: no samples could be decoded; the file may be truncated or corrupt")
+    mono = frames.mean(axis=1) if frames.shape[1] > 1 else frames[:, 0]
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _fit_length(signal: np.ndarray, n_out: int) -> np.ndarray:
+    if signal.shape[0] >= n_out:
+        return np.ascontiguousarray(signal[:n_out], dtype=np.float32)
+    padded = np.zeros(n_out, dtype=np.float32)
+    padded[: signal.shape[0]] = signal
+    return padded
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def find_audio_files(directory: str | Path) -> dict[str, Path]:
+    """Recording id (file stem) -> path for every FLAC/WAV under ``directory``, sorted by id.
+
+    Two files with the same stem would make labels ambiguous, so that is an error.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise AudioError(f"{directory}: audio directory not found")
+    found: dict[str, Path] = {}
+    for path in sorted(directory.rglob("*")):
+        if path.suffix.lower() not in AUDIO_EXTENSIONS or not path.is_file():
+            continue
+        if path.stem in found:
+            raise AudioError(
+                f"{directory}: two audio files share the recording id '{path.stem}': {found[path.stem]} and {path}; rename one"
+            )
+        found[path.stem] = path
+    return dict(sorted(found.items()))

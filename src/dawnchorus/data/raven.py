@@ -1,0 +1,154 @@
+"""Raven Pro selection tables, the format most bioacoustics annotations already live in.
+
+A selection table is tab-separated with ``Begin Time (s)``, ``End Time (s)``,
+``Low Freq (Hz)``, ``High Freq (Hz)`` and annotation columns. We read a species column
+(ids or scientific names), an optional ``Song Type`` column and an optional ``Label``
+column (TP/FP, 1/0, present/absent; default TP). The recording comes from Raven's
+``Begin File`` column when present, else from the table's file name
+(``<recording>.Table.1.selections.txt``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from ..errors import InputError, ValidationError
+from .annotations import Box
+from .species import SpeciesTable
+
+BEGIN, END, LOW, HIGH = "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)"
+_LABEL_WORDS = {"tp": 1, "1": 1, "present": 1, "true": 1, "yes": 1, "fp": 0, "0": 0, "absent": 0, "false": 0, "no": 0}
+
+
+def recording_id_from_table_name(path: Path) -> str:
+    return path.name.split(".")[0]
+
+
+def read_raven(
+    path: str | Path,
+    *,
+    species: SpeciesTable | None = None,
+    species_column: str = "Species",
+    recording_id: str | None = None,
+) -> list[Box]:
+    """Boxes of one selection table; every bad row reported with its line number."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: Raven selection table not found")
+    try:
+        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: file is empty") from None
+    except Exception as exc:
+        raise InputError(f"{path}: cannot parse as a tab-separated selection table ({exc})") from None
+    frame.columns = [c.strip() for c in frame.columns]
+    missing = [c for c in (BEGIN, END, LOW, HIGH, species_column) if c not in frame.columns]
+    if missing:
+        raise ValidationError(str(path), [f"missing column(s): {', '.join(missing)} (found: {', '.join(frame.columns)})"])
+    boxes, problems = [], []
+    for line, row in enumerate(frame.to_dict("records"), start=2):
+        if str(row.get("View", "")).startswith("Waveform"):
+            continue  # Raven writes each selection once per view; the spectrogram row is enough
+        try:
+            boxes.append(_row_to_box(row, path=path, species=species, species_column=species_column, recording_id=recording_id))
+        except ValueError as exc:
+            problems.append(f"line {line}: {exc}")
+    if problems:
+        raise ValidationError(str(path), problems)
+    return boxes
+
+
+def _row_to_box(row: dict, *, path: Path, species, species_column: str, recording_id: str | None) -> Box:
+    numbers = {}
+    for column in (BEGIN, END, LOW, HIGH):
+        try:
+            numbers[column] = float(row[column])
+        except ValueError:
+            raise ValueError(f"{column} '{row[column]}' is not a number") from None
+    raw_species = str(row[species_column]).strip()
+    species_id = _parse_species(raw_species, species)
+    songtype = str(row.get("Song Type", "") or "1").strip()
+    if not songtype.isdigit():
+        raise ValueError(f"Song Type '{songtype}' is not an integer")
+    label_word = str(row.get("Label", "") or "tp").strip().lower()
+    if label_word not in _LABEL_WORDS:
+        raise ValueError(f"Label '{label_word}' must be TP or FP (or 1/0, present/absent)")
+    rec = recording_id or (Path(row["Begin File"]).stem if row.get("Begin File") else recording_id_from_table_name(path))
+    if numbers[BEGIN] >= numbers[END] or numbers[LOW] >= numbers[HIGH]:
+        raise ValueError("begin time must be before end time and low frequency below high frequency")
+    return Box(rec, species_id, int(songtype), numbers[BEGIN], numbers[LOW], numbers[END], numbers[HIGH], _LABEL_WORDS[label_word])
+
+
+def _parse_species(raw: str, species: SpeciesTable | None) -> int:
+    if raw.lstrip("-").isdigit():
+        species_id = int(raw)
+        if species is not None and not species.knows(species_id):
+            raise ValueError(f"unknown species id {species_id}")
+        return species_id
+    if species is not None:
+        found = species.id_for_name(raw)
+        if found is not None:
+            return found
+    raise ValueError(f"species '{raw}' is neither a species id nor a known scientific name")
+
+
+def write_raven(path: str | Path, boxes: Iterable[Box], *, species: SpeciesTable | None = None, scores: Iterable[float] | None = None) -> Path:
+    """One selection table; species written as scientific names when the table is known."""
+    boxes = list(boxes)
+    rows = []
+    score_list = list(scores) if scores is not None else None
+    for number, box in enumerate(boxes, start=1):
+        name = species.names[species.index_of(box.species_id)] if species is not None else str(box.species_id)
+        row = {
+            "Selection": number,
+            "View": "Spectrogram 1",
+            "Channel": 1,
+            "Begin File": f"{box.recording_id}.flac",
+            BEGIN: round(box.t_min_s, 4),
+            END: round(box.t_max_s, 4),
+            LOW: round(box.f_min_hz, 1),
+            HIGH: round(box.f_max_hz, 1),
+            "Species": name,
+            "Species ID": box.species_id,
+            "Song Type": box.songtype_id,
+            "Label": "TP" if box.label == 1 else "FP",
+        }
+        if score_list is not None:
+            row["Score"] = round(float(score_list[number - 1]), 6)
+        rows.append(row)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = ["Selection", "View", "Channel", "Begin File", BEGIN, END, LOW, HIGH, "Species", "Species ID", "Song Type", "Label"]
+    if score_list is not None:
+        columns.append("Score")
+    pd.DataFrame(rows, columns=columns).to_csv(path, sep="\t", index=False)
+    return path
+
+
+def raven_table_name(recording_id: str) -> str:
+    return f"{recording_id}.Table.1.selections.txt"
+
+
+def export_raven_tables(*, boxes: Iterable[Box], out_dir: str | Path, species: SpeciesTable | None = None) -> list[Path]:
+    """One selection table per recording, named so Raven pairs it with the audio file."""
+    by_recording: dict[str, list[Box]] = {}
+    for box in boxes:
+        by_recording.setdefault(box.recording_id, []).append(box)
+    out_dir = Path(out_dir)
+    return [write_raven(out_dir / raven_table_name(rec), sorted(group, key=lambda b: b.t_min_s), species=species) for rec, group in sorted(by_recording.items())]
+
+
+def import_raven_tables(*, paths: Iterable[str | Path], species: SpeciesTable | None = None, species_column: str = "Species") -> list[Box]:
+    """Boxes of many tables (a directory's ``*.txt`` or explicit files); all problems at once."""
+    boxes, problems = [], []
+    for path in paths:
+        try:
+            boxes.extend(read_raven(path, species=species, species_column=species_column))
+        except InputError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise InputError("\n".join(problems))
+    return boxes
