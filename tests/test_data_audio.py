@@ -1,10 +1,8 @@
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from dawnchorus.data import audio as audio_module
 from dawnchorus.data import find_audio_files, load_audio, probe_audio, resample
 from dawnchorus.errors import AudioError
 

@@ -1,0 +1,54 @@
+import os
+
+import numpy as np
+import pytest
+
+from dawnchorus.data import AudioCache, load_audio
+from dawnchorus.errors import AudioError
+
+from conftest import write_tone
+
+
+def test_cache_serves_the_same_samples_and_hits_the_second_time(tmp_path):
+    source = write_tone(tmp_path / "a.flac", sample_rate_hz=44100, duration_s=2.0)
+    cache = AudioCache(tmp_path / "cache", sample_rate_hz=48000)
+    first = cache.get(source)
+    np.testing.assert_array_equal(first, load_audio(source, sample_rate_hz=48000))
+    assert isinstance(cache.get(source), np.memmap)
+    assert (cache.misses, cache.hits) == (1, 1)
+
+
+def test_crops_from_the_cache_match_direct_crops(tmp_path):
+    source = write_tone(tmp_path / "a.flac", duration_s=2.0)
+    cache = AudioCache(tmp_path / "cache", sample_rate_hz=48000)
+    crop = cache.load(source, t_start_s=0.5, duration_s=1.0)
+    np.testing.assert_array_equal(crop, load_audio(source, sample_rate_hz=48000, t_start_s=0.5, duration_s=1.0))
+    padded = cache.load(source, t_start_s=1.5, duration_s=1.0)
+    assert padded.shape == (48000,) and np.all(padded[24000:] == 0)
+    with pytest.raises(AudioError, match="outside the recording"):
+        cache.load(source, t_start_s=3.0, duration_s=1.0)
+
+
+def test_changed_source_is_detected_as_stale_and_rebuilt(tmp_path):
+    source = write_tone(tmp_path / "a.wav", freq_hz=500, duration_s=1.0)
+    cache = AudioCache(tmp_path / "cache", sample_rate_hz=48000)
+    old = np.array(cache.get(source))
+    write_tone(source, freq_hz=3000, duration_s=1.5)
+    os.utime(source, ns=(os.stat(source).st_atime_ns, os.stat(source).st_mtime_ns + 10**9))
+    assert not cache.is_fresh(source)
+    new = cache.get(source)
+    assert new.shape == (72000,) and not np.array_equal(new[:48000], old)
+    assert cache.misses == 2 and cache.is_fresh(source)
+
+
+def test_entries_are_per_sample_rate_and_prune_removes_orphans(tmp_path):
+    a = write_tone(tmp_path / "a.wav", duration_s=1.0)
+    b = write_tone(tmp_path / "b.wav", duration_s=1.0)
+    cache48 = AudioCache(tmp_path / "cache", sample_rate_hz=48000)
+    cache32 = AudioCache(tmp_path / "cache", sample_rate_hz=32000)
+    assert cache48.warm([a, b]) == 2 and cache48.warm([a, b]) == 0
+    assert cache32.get(a).shape == (32000,)
+    b.unlink()
+    assert cache48.prune() == 1
+    assert cache48.is_fresh(a) and cache32.is_fresh(a)
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
