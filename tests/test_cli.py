@@ -83,3 +83,26 @@ def test_cache_warm_and_prune(tiny_dataset, tmp_path):
 def test_missing_dataset_is_a_clear_error(tmp_path):
     result = invoke("validate", "--data", tmp_path / "nowhere")
     assert result.exit_code == 2 and "dataset directory not found" in result.output
+
+
+def test_evaluate_prints_table_and_writes_json(tmp_path):
+    truth = tmp_path / "truth.csv"
+    truth.write_text("recording_id,s0,s1,s2\na,1,0,0\nb,0,1,1\n")
+    pred = tmp_path / "pred.csv"
+    pred.write_text("recording_id,s0,s1,s2\nb,0.1,0.9,0.8\na,0.7,0.2,0.1\n")
+    result = invoke("evaluate", "--truth", truth, "--pred", pred, "--json", tmp_path / "m.json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["lwlrap"] == 1.0 and set(metrics["per_species"]) == {"s0", "s1", "s2"}
+
+
+def test_evaluate_rejects_bad_submissions(tmp_path):
+    truth = tmp_path / "truth.csv"
+    truth.write_text("recording_id,s0,s1\na,1,0\nb,0,1\n")
+    pred = tmp_path / "pred.csv"
+    pred.write_text("recording_id,s0,s1\na,0.5,0.2\nc,0.1,0.3\n")
+    result = invoke("evaluate", "--truth", truth, "--pred", pred)
+    assert result.exit_code == 2 and "b" in result.output and "c" in result.output and "Traceback" not in result.output
+    pred.write_text("recording_id,s0,s1\na,0.5,\nb,1.7,0.3\n")
+    result = invoke("evaluate", "--truth", truth, "--pred", pred)
+    assert result.exit_code == 2 and "pred.csv" in result.output and "s1" in result.output and "s0" in result.output
