@@ -113,6 +113,60 @@ def baseline(
     typer.echo(f"wrote {out}")
 
 
+@app.command()
+@friendly_errors
+def train(
+    data: Path = typer.Option(..., "--data", help="Dataset directory in the Kaggle layout."),
+    out: Path = typer.Option(..., "--out", help="Run directory for checkpoints, config, history and OOF predictions."),
+    preset: str = typer.Option("cpu-small", "--preset", help="Preset name (cpu-small, gpu) or a YAML config file."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a config field: section.key=value (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+):
+    """Train the detector from TP/FP boxes (k-fold, masked loss)."""
+    from .config import load_config, load_preset, with_overrides
+    from .train import train as train_run
+
+    config = load_config(preset) if preset.endswith((".yaml", ".yml")) else load_preset(preset)
+    config = with_overrides(config, list(overrides))
+    run_dir = train_run(data_dir=data, out_dir=out, config=config, resume=resume, progress=True)
+    typer.echo(f"trained: {run_dir}")
+
+
+@app.command()
+@friendly_errors
+def predict(
+    run: List[Path] = typer.Option(..., "--run", help="Run directory from 'dawnchorus train' (repeat to ensemble runs)."),
+    audio: Path = typer.Option(..., "--audio", help="Directory (tree) of FLAC/WAV recordings."),
+    out: Path = typer.Option(..., "--out", help="Submission CSV: recording_id,s0..sN, in the order files are found."),
+    detections: Optional[Path] = typer.Option(None, "--detections", help="Also write per-window detections (Parquet)."),
+    raven_dir: Optional[Path] = typer.Option(None, "--raven", help="Also write Raven selection tables per recording."),
+    raven_threshold: float = typer.Option(0.5, "--raven-threshold", help="Score a window needs to appear in the Raven tables."),
+    min_score: float = typer.Option(0.0, "--min-score", help="Drop detections below this score."),
+    window_s: Optional[float] = typer.Option(None, "--window-s", help="Window length (default: the run's infer.window_s)."),
+    hop_s: Optional[float] = typer.Option(None, "--hop-s", help="Window hop (default: the run's infer.hop_s)."),
+    aggregate: Optional[str] = typer.Option(None, "--aggregate", help="max or topk_mean (default: the run's)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+):
+    """Predict species presence for every recording (sliding windows, folds averaged)."""
+    from .infer import detections_table, predict as predict_run, write_raven_detections
+    from .submission import write_submission
+
+    result = predict_run(run_dirs=run, audio_dir=audio, window_s=window_s, hop_s=hop_s, aggregate=aggregate,
+                         device=device, progress=sys.stderr.isatty())
+    write_submission(out, result.submission)
+    typer.echo(f"wrote {out} ({len(result.submission)} recordings)")
+    if detections is not None or raven_dir is not None:
+        species = result.species
+        table = detections_table(result.windows, species=species, min_score=min_score)
+        if detections is not None:
+            detections.parent.mkdir(parents=True, exist_ok=True)
+            table.to_parquet(detections, index=False)
+            typer.echo(f"wrote {detections} ({len(table)} detections)")
+        if raven_dir is not None:
+            written = write_raven_detections(table, out_dir=raven_dir, species=species, threshold=raven_threshold)
+            typer.echo(f"wrote {len(written)} Raven table(s) to {raven_dir}")
+
+
 @raven_app.command("import")
 @friendly_errors
 def raven_import(

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
-from dawnchorus.errors import InputError, ValidationError
+from .errors import InputError, ValidationError
 
 __all__ = [
     "EvaluationReport", "average_precision_per_species", "evaluate", "lwlrap",
@@ -126,6 +126,24 @@ def total_average_precision(*, y_true: np.ndarray, y_score: np.ndarray) -> float
     if t.sum() == 0:
         raise InputError("y_true has no positive labels; total average precision is undefined")
     return float(average_precision_score(t.ravel(), s.ravel()))
+
+
+def masked_auc(*, y_true: np.ndarray, y_score: np.ndarray) -> tuple[float, float]:
+    """ROC AUC over known entries only (``y_true`` NaN = unknown): pooled, and the mean over
+    classes that have both a known 1 and a known 0. This is the validation signal on real
+    data, where only the TP/FP boxes are known. NaN when it is undefined."""
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    known = ~np.isnan(y_true)
+    pooled = float("nan")
+    if known.any() and len(np.unique(y_true[known])) == 2:
+        pooled = float(roc_auc_score(y_true[known], y_score[known]))
+    per_class = []
+    for column in range(y_true.shape[1]):
+        mask = known[:, column]
+        if mask.any() and len(np.unique(y_true[mask, column])) == 2:
+            per_class.append(roc_auc_score(y_true[mask, column], y_score[mask, column]))
+    return pooled, float(np.mean(per_class)) if per_class else float("nan")
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from .species import (
     rfcx_species,
     rfcx_test_prevalence,
     species_column,
+    write_species_csv,
 )
 
 __all__ = [
@@ -19,5 +20,5 @@ __all__ = [
     "boxes_to_frame", "export_raven_tables", "find_audio_files", "import_raven_tables", "load_audio",
     "load_dataset", "n_samples", "probe_audio", "probe_directory", "read_boxes", "read_raven",
     "read_prior_csv", "read_species_csv", "resample", "resolve_species", "rfcx_species", "rfcx_test_prevalence",
-    "species_column", "write_boxes", "write_raven",
+    "species_column", "write_boxes", "write_raven", "write_species_csv",
 ]

@@ -159,3 +159,12 @@ def read_prior_csv(path: str | Path, *, species: SpeciesTable | None = None) -> 
     if problems:
         raise InputError(f"{path}: " + "; ".join(problems))
     return prior
+
+
+def write_species_csv(species: SpeciesTable, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"species_id": s, "scientific_name": n, "songtype_ids": ";".join(map(str, sorted(t))) if t else ""}
+            for s, n, t in zip(species.species_ids, species.names, species.songtypes)]
+    pd.DataFrame(rows, columns=["species_id", "scientific_name", "songtype_ids"]).to_csv(path, index=False)
+    return path

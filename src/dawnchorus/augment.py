@@ -1,0 +1,104 @@
+"""Training-time augmentation on batches, vectorised in torch so it runs on CPU or GPU.
+
+Waveform: random gain, Gaussian or pink noise at a random SNR, circular time shift.
+Spectrogram: SpecAugment time/frequency masks. Mixup with the label algebra that partial
+labels need: a mixed class is 1 if either source is 1, 0 only if both are known 0, and
+unknown otherwise (a known 0 mixed with an unknown is still unknown).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import AugmentConfig
+
+
+def _uniform(shape, low: float, high: float, generator, device) -> torch.Tensor:
+    return low + (high - low) * torch.rand(shape, generator=generator, device=device)
+
+
+def pink_noise(shape: tuple[int, int], *, generator, device) -> torch.Tensor:
+    """1/f noise by shaping white noise in the frequency domain."""
+    white = torch.randn(shape, generator=generator, device=device)
+    spectrum = torch.fft.rfft(white)
+    freqs = torch.arange(spectrum.shape[-1], device=device).clamp_min(1).float()
+    pink = torch.fft.irfft(spectrum / freqs.sqrt(), n=shape[-1])
+    return pink / pink.std(dim=-1, keepdim=True).clamp_min(1e-8)
+
+
+def augment_waveforms(waves: torch.Tensor, config: AugmentConfig, *, generator: torch.Generator) -> torch.Tensor:
+    batch, length = waves.shape
+    device = waves.device
+    if config.time_shift_s > 0:
+        # Rolling by a per-example amount, done as one gather.
+        max_shift = int(config.time_shift_s * length)
+        shifts = torch.randint(-max_shift, max_shift + 1, (batch, 1), generator=generator, device=device)
+        index = (torch.arange(length, device=device).unsqueeze(0) - shifts) % length
+        waves = waves.gather(1, index)
+    if config.gain_db > 0:
+        gain_db = _uniform((batch, 1), -config.gain_db, config.gain_db, generator, device)
+        waves = waves * torch.pow(10.0, gain_db / 20.0)
+    if config.noise_prob > 0:
+        use = (torch.rand((batch, 1), generator=generator, device=device) < config.noise_prob).float()
+        snr_db = _uniform((batch, 1), config.noise_snr_db[0], config.noise_snr_db[1], generator, device)
+        signal_rms = waves.pow(2).mean(dim=1, keepdim=True).sqrt().clamp_min(1e-6)
+        white = torch.randn(waves.shape, generator=generator, device=device)
+        pink = pink_noise(tuple(waves.shape), generator=generator, device=device)
+        which = (torch.rand((batch, 1), generator=generator, device=device) < 0.5).float()
+        noise = which * white + (1 - which) * pink
+        waves = waves + use * noise * signal_rms / torch.pow(10.0, snr_db / 20.0)
+    return waves
+
+
+def mix_targets(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Label algebra of mixup for {1, 0, NaN} targets."""
+    positive = (a == 1) | (b == 1)
+    both_negative = (a == 0) & (b == 0)
+    unknown = torch.full_like(a, float("nan"))
+    return torch.where(positive, torch.ones_like(a), torch.where(both_negative, torch.zeros_like(a), unknown))
+
+
+def mixup(waves: torch.Tensor, targets: torch.Tensor, config: AugmentConfig, *, generator: torch.Generator):
+    """Mix a random share of the batch with a shuffled copy of itself."""
+    batch = waves.shape[0]
+    if config.mixup_prob <= 0 or batch < 2:
+        return waves, targets
+    device = waves.device
+    partner = torch.randperm(batch, generator=generator, device=device)
+    use = torch.rand((batch,), generator=generator, device=device) < config.mixup_prob
+    beta = torch.distributions.Beta(torch.tensor(config.mixup_alpha), torch.tensor(config.mixup_alpha))
+    lam = beta.sample((batch,)).to(device)
+    lam = torch.maximum(lam, 1 - lam)  # the original stays the dominant sound
+    lam = torch.where(use, lam, torch.ones_like(lam))
+    mixed_waves = lam[:, None] * waves + (1 - lam[:, None]) * waves[partner]
+    mixed_targets = torch.where(use[:, None], mix_targets(targets, targets[partner]), targets)
+    return mixed_waves, mixed_targets
+
+
+class SpecAugment(nn.Module):
+    """Random time and frequency stripes set to the image mean (active in training only)."""
+
+    def __init__(self, config: AugmentConfig):
+        super().__init__()
+        self.config = config
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return image
+        batch, _, n_bins, n_frames = image.shape
+        device = image.device
+        keep = torch.ones((batch, 1, n_bins, n_frames), device=device, dtype=torch.bool)
+        for _ in range(self.config.spec_time_masks):
+            keep &= ~self._stripe(batch, n_frames, self.config.spec_time_mask_frames, device).view(batch, 1, 1, n_frames)
+        for _ in range(self.config.spec_freq_masks):
+            keep &= ~self._stripe(batch, n_bins, self.config.spec_freq_mask_bins, device).view(batch, 1, n_bins, 1)
+        fill = image.mean(dim=(-2, -1), keepdim=True)
+        return torch.where(keep, image, fill)
+
+    @staticmethod
+    def _stripe(batch: int, size: int, max_width: int, device) -> torch.Tensor:
+        width = torch.randint(0, max_width + 1, (batch, 1), device=device)
+        start = (torch.rand((batch, 1), device=device) * (size - width).clamp_min(1)).long()
+        position = torch.arange(size, device=device).unsqueeze(0)
+        return (position >= start) & (position < start + width)

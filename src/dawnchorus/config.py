@@ -1,0 +1,241 @@
+"""One frozen, typed configuration per run, saved as YAML beside every output.
+
+Presets are YAML files in ``dawnchorus/resources/presets``; ``--set section.key=value``
+overrides any field with type checking, and ``load_config(run_dir / "config.yaml")``
+reloads exactly what a run used, so it can be repeated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    sample_rate_hz: int = 32000
+    n_fft: int = 1024
+    hop_length: int = 320
+    win_length: int | None = None
+    window: str = "hann"
+    n_mels: int = 96
+    f_min_hz: float = 50.0
+    f_max_hz: float = 16000.0
+    power: float = 2.0
+    top_db: float | None = 80.0
+    normalize: str = "instance"  # "instance" (per-example standardisation) or "none"
+    extra_channels: tuple[str, ...] = ("freq",)
+
+    @property
+    def in_chans(self) -> int:
+        return 1 + len(self.extra_channels)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.sample_rate_hz / self.hop_length
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "mobilenetv3_small_100"
+    head: str = "clip"  # see models.HEADS
+    pool: str = "avgmax"  # clip head pooling: "avgmax" or "gem"
+    classes: str = "species"  # "species" or "songtype" (species x song type, folded back at output)
+    dropout: float = 0.2
+    weights: str | None = None  # local file with backbone weights; never downloaded
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    name: str = "masked_bce"  # see losses.LOSSES
+    label_mode: str = "masked"  # "masked", "naive" (unknown = 0) or "tp_only"
+    focal_gamma: float = 2.0
+    lsoft_beta: float = 0.7
+    pos_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    crop_s: float = 3.0
+    min_box_inside: float = 0.6  # fraction of a box (or of the crop) that must stay inside the crop
+    crops_per_epoch: int = 2000
+    tp_fraction: float = 0.5  # share of crops drawn around TP boxes (the rest around FP boxes)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    gain_db: float = 6.0
+    noise_prob: float = 0.5
+    noise_snr_db: tuple[float, float] = (5.0, 30.0)
+    time_shift_s: float = 0.0
+    spec_time_masks: int = 2
+    spec_time_mask_frames: int = 20
+    spec_freq_masks: int = 2
+    spec_freq_mask_bins: int = 8
+    mixup_prob: float = 0.5
+    mixup_alpha: float = 2.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    folds: int = 5
+    train_folds: tuple[int, ...] | None = None  # None = every fold
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    warmup_epochs: float = 0.5
+    grad_clip: float = 5.0
+    seed: int = 0
+    num_workers: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    amp: bool = True  # bf16 autocast on CUDA
+    checkpoint_every_steps: int = 50
+    average_best: int = 1  # average the weights of the N best epochs
+    cache_dir: str | None = None  # decoded-audio cache; None = <run>/audio_cache
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    window_s: float = 3.0
+    hop_s: float = 1.5
+    batch_size: int = 64
+    aggregate: str = "max"  # "max" or "topk_mean"
+    top_k: int = 3
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("dawnchorus.resources") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> RunConfig:
+    path = resources.files("dawnchorus.resources") / "presets" / f"{name}.yaml"
+    if not path.is_file():
+        raise InputError(f"unknown preset '{name}'; choose from {', '.join(preset_names())} or pass a YAML file")
+    return from_dict(yaml.safe_load(path.read_text()) or {}, source=f"preset {name}")
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({exc})") from None
+    return from_dict(raw, source=str(path))
+
+
+def save_config(config: RunConfig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    return path
+
+
+def to_dict(config: RunConfig) -> dict:
+    def plain(value):
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def from_dict(raw: dict, *, source: str) -> RunConfig:
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: expected a mapping of sections ({', '.join(_sections())})")
+    sections = {}
+    for name, value in raw.items():
+        section_type = _sections().get(name)
+        if section_type is None:
+            raise InputError(f"{source}: unknown section '{name}'; sections are {', '.join(_sections())}")
+        if not isinstance(value, dict):
+            raise InputError(f"{source}: section '{name}' must be a mapping")
+        sections[name] = _build(section_type, value, where=f"{source}: {name}")
+    return RunConfig(**sections)
+
+
+def with_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply ``section.key=value`` strings (values parsed as YAML: numbers, lists, null)."""
+    raw = to_dict(config)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot:
+            raise InputError(f"--set '{item}': expected section.key=value, e.g. train.epochs=5")
+        if section not in raw:
+            raise InputError(f"--set '{item}': unknown section '{section}'; sections are {', '.join(raw)}")
+        if name not in raw[section]:
+            raise InputError(f"--set '{item}': unknown key '{name}' in {section}; keys are {', '.join(raw[section])}")
+        try:
+            raw[section][name] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raw[section][name] = text
+    return from_dict(raw, source="--set")
+
+
+def _sections() -> dict[str, type]:
+    return {f.name: f.default_factory for f in dataclasses.fields(RunConfig)}
+
+
+def _build(section_type: type, values: dict, *, where: str):
+    hints = typing.get_type_hints(section_type)
+    known = {f.name for f in dataclasses.fields(section_type)}
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}; keys are {', '.join(sorted(known))}")
+    return section_type(**{k: _coerce(v, hints[k], where=f"{where}.{k}") for k, v in values.items()})
+
+
+def _coerce(value: Any, hint: Any, *, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        return _coerce(value, next(a for a in args if a is not type(None)), where=where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise InputError(f"{where}: expected a list, got {value!r}")
+        item_type = args[0] if args else Any
+        return tuple(_coerce(v, item_type, where=where) for v in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise InputError(f"{where}: expected true or false, got {value!r}")
+    if hint is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" as a string
+            return float(value)
+        except ValueError:
+            pass
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    if hint is Any:
+        return value
+    raise InputError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")

@@ -1,0 +1,309 @@
+"""K-fold training of the masked-loss detector from TP/FP boxes.
+
+A run directory holds ``config.yaml`` (reload it to repeat the run), ``layout.json``,
+``species.csv``, ``folds.csv``, ``history.csv`` and, per fold, ``model.safetensors``
+(the average of the best epochs' weights), ``oof.csv`` (out-of-fold recording scores) and
+``resume.pt``, written every few steps so an interrupted run continues where it stopped,
+mid-epoch included, with identical results.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+
+from .augment import SpecAugment, augment_waveforms, mixup
+from .config import RunConfig, load_config, save_config
+from .data.annotations import Box
+from .data.cache import AudioCache
+from .data.crops import ClassIndex, CropDataset, CropSampler
+from .data.dataset import RfcxDataset, load_dataset
+from .data.species import write_species_csv
+from .errors import InputError
+from .infer import LoadedRun, aggregate_windows, predict_windows
+from .losses import loss_from_config, masked_bce
+from .metrics import masked_auc
+from .models import ClassLayout, build_model, resolve_device
+
+try:
+    from tqdm.auto import tqdm
+except ImportError:
+    tqdm = None
+
+_STOP_AFTER_STEPS = "DAWNCHORUS_STOP_AFTER_STEPS"  # tests simulate a crash (kill -9) with this
+
+
+def class_layout(dataset: RfcxDataset, mode: str) -> ClassLayout:
+    if mode == "species":
+        return ClassLayout.for_species(dataset.species.species_ids)
+    if mode == "songtype":
+        return ClassLayout.for_songtypes(dataset.species.species_ids, [(b.species_id, b.songtype_id) for b in dataset.tp])
+    raise InputError(f"model.classes '{mode}' is unknown; use species or songtype")
+
+
+def assign_folds(dataset: RfcxDataset, *, folds: int, seed: int) -> dict[str, int]:
+    """Recording -> fold, stratified on which species have TP and FP boxes in each recording."""
+    recordings = sorted({b.recording_id for b in dataset.boxes})
+    if folds <= 1:
+        return {r: -1 for r in recordings}  # -1: in every fold's training set
+    if len(recordings) < folds:
+        raise InputError(f"{len(recordings)} labelled recordings cannot be split into {folds} folds; lower train.folds")
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    n_species = len(dataset.species)
+    matrix = np.zeros((len(recordings), 2 * n_species), dtype=np.int64)
+    row = {r: i for i, r in enumerate(recordings)}
+    for box in dataset.boxes:
+        matrix[row[box.recording_id], dataset.species.index_of(box.species_id) + (0 if box.label else n_species)] = 1
+    splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    assignment = {}
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(recordings)), matrix)):
+        for index in held_out:
+            assignment[recordings[index]] = fold
+    return assignment
+
+
+def prepare_run(*, data_dir, out_dir, config: RunConfig, resume: bool) -> tuple[RunConfig, RfcxDataset, ClassLayout, dict]:
+    out_dir = Path(out_dir)
+    saved = out_dir / "config.yaml"
+    if saved.is_file():
+        if not resume:
+            raise InputError(f"{out_dir}: already holds a run; pass --resume to continue it, or choose another --out")
+        config = load_config(saved)
+    elif resume:
+        raise InputError(f"{out_dir}: nothing to resume (no config.yaml); start the run without --resume")
+    dataset = load_dataset(data_dir, require_labels=True)
+    if not dataset.tp:
+        raise InputError(f"{dataset.root / 'train_tp.csv'}: no TP boxes; training needs at least one")
+    layout = class_layout(dataset, config.model.classes)
+    folds = assign_folds(dataset, folds=config.train.folds, seed=config.train.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, saved)
+    (out_dir / "layout.json").write_text(json.dumps(layout.to_dict()))
+    write_species_csv(dataset.species, out_dir / "species.csv")
+    pd.DataFrame(sorted(folds.items()), columns=["recording_id", "fold"]).to_csv(out_dir / "folds.csv", index=False)
+    return config, dataset, layout, folds
+
+
+def train(*, data_dir: str | Path, out_dir: str | Path, config: RunConfig, resume: bool = False, progress: bool = False) -> Path:
+    """Train every configured fold; returns the run directory."""
+    out_dir = Path(out_dir)
+    config, dataset, layout, folds = prepare_run(data_dir=data_dir, out_dir=out_dir, config=config, resume=resume)
+    n_folds = max(1, config.train.folds)
+    for fold in config.train.train_folds if config.train.train_folds is not None else range(n_folds):
+        if not 0 <= fold < n_folds:
+            raise InputError(f"train.train_folds has fold {fold}, but there are {n_folds} folds")
+        held_out = {r for r, f in folds.items() if f == fold}
+        FoldTrainer(config=config, dataset=dataset, layout=layout, fold=fold, held_out=held_out,
+                    fold_dir=out_dir / f"fold{fold}", progress=progress).run()
+    histories = [pd.read_csv(p) for p in sorted(out_dir.glob("fold*/history.csv"))]
+    if histories:
+        pd.concat(histories).to_csv(out_dir / "history.csv", index=False)
+    oofs = [pd.read_csv(p) for p in sorted(out_dir.glob("fold*/oof.csv"))]
+    if oofs:
+        pd.concat(oofs).to_csv(out_dir / "oof.csv", index=False)
+    return out_dir
+
+
+def _private_generator() -> torch.Generator:
+    """DataLoaders draw a seed from the global RNG unless given their own generator; that
+    extra draw on every (re)created loader would make a resumed run diverge from an
+    uninterrupted one."""
+    return torch.Generator().manual_seed(0)
+
+
+def _cosine_with_warmup(total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class FoldTrainer:
+    """One fold: sample crops, train with masked loss, validate on held-out boxes, keep the best."""
+
+    def __init__(self, *, config: RunConfig, dataset: RfcxDataset, layout: ClassLayout, fold: int, held_out: set[str],
+                 fold_dir: Path, progress: bool):
+        self.config, self.dataset, self.layout, self.fold = config, dataset, layout, fold
+        self.fold_dir, self.progress = fold_dir, progress
+        self.device = resolve_device(config.train.device)
+        train_boxes = [b for b in dataset.boxes if b.recording_id not in held_out]
+        self.val_boxes: list[Box] = [b for b in dataset.boxes if b.recording_id in held_out]
+        self.held_out = sorted(held_out)
+        durations = {r: i.duration_s for r, i in dataset.train.items()}
+        classes = ClassIndex(layout.classes)
+        sampling = config.sampling
+        self.sampler = CropSampler(boxes=train_boxes, durations_s=durations, classes=classes, crop_s=sampling.crop_s,
+                                   min_inside=sampling.min_box_inside, tp_fraction=sampling.tp_fraction,
+                                   label_mode=config.loss.label_mode)
+        # Validation always scores known labels only, whatever the training label mode.
+        self.val_sampler = CropSampler(boxes=dataset.boxes, durations_s=durations, classes=classes, crop_s=sampling.crop_s,
+                                       min_inside=sampling.min_box_inside, tp_fraction=0.5) if self.val_boxes else None
+        cache_dir = Path(config.train.cache_dir) if config.train.cache_dir else fold_dir.parent / "audio_cache"
+        self.cache = AudioCache(cache_dir, sample_rate_hz=config.features.sample_rate_hz)
+        self.paths = {r: i.path for r, i in dataset.train.items()}
+        self.loss_fn = loss_from_config(config.loss)
+        self.steps_per_epoch = max(1, math.ceil(sampling.crops_per_epoch / config.train.batch_size))
+
+    def _build(self):
+        torch.manual_seed(self.config.train.seed * 1000 + self.fold)
+        model = build_model(features=self.config.features, model=self.config.model, n_classes=len(self.layout)).to(self.device)
+        model.spec_augment = SpecAugment(self.config.augment)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=self.config.train.lr, weight_decay=self.config.train.weight_decay)
+        total = self.config.train.epochs * self.steps_per_epoch
+        warmup = int(self.config.train.warmup_epochs * self.steps_per_epoch)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine_with_warmup(total, warmup))
+        generator = torch.Generator(device=self.device).manual_seed(self.config.train.seed * 7919 + self.fold)
+        return model, optimizer, scheduler, generator
+
+    def run(self) -> None:
+        if (self.fold_dir / "model.safetensors").is_file():
+            return  # finished earlier
+        self.fold_dir.mkdir(parents=True, exist_ok=True)
+        model, optimizer, scheduler, generator = self._build()
+        state = {"epoch": 0, "step": 0, "history": [], "scores": {}}
+        resume_path = self.fold_dir / "resume.pt"
+        if resume_path.is_file():
+            saved = torch.load(resume_path, map_location=self.device, weights_only=False)
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            generator.set_state(saved["generator"].cpu() if self.device.type == "cpu" else saved["generator"])
+            torch.set_rng_state(saved["torch_rng"].cpu())
+            state = saved["state"]
+        for epoch in range(state["epoch"], self.config.train.epochs):
+            train_loss, crops_per_s = self._epoch(epoch, state, model, optimizer, scheduler, generator, resume_path)
+            row = {"fold": self.fold, "epoch": epoch, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
+                   "crops_per_s": crops_per_s, **self._validate(model)}
+            state["history"].append(row)
+            pd.DataFrame(state["history"]).to_csv(self.fold_dir / "history.csv", index=False)
+            (self.fold_dir / "history.json").write_text(json.dumps(state["history"], indent=1))
+            save_file(model.state_dict(), str(self.fold_dir / f"epoch_{epoch:03d}.safetensors"))
+            state["scores"][epoch] = row.get("val_auc", float(epoch))  # no validation: later epochs rank higher
+            self._keep_best(state)
+            state.update(epoch=epoch + 1, step=0)
+            self._save_resume(resume_path, model, optimizer, scheduler, generator, state)
+            if self.progress:
+                shown = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float))
+                print(f"fold {self.fold} epoch {epoch + 1}/{self.config.train.epochs}: {shown}", flush=True)
+        self._finish(model, state)
+
+    def _epoch(self, epoch, state, model, optimizer, scheduler, generator, resume_path):
+        config = self.config
+        specs = self.sampler.sample(self.steps_per_epoch * config.train.batch_size,
+                                    seed=config.train.seed * 1_000_003 + self.fold * 10_007 + epoch)
+        start_step = state["step"]
+        dataset = CropDataset(specs[start_step * config.train.batch_size:], paths=self.paths, cache=self.cache,
+                              crop_s=config.sampling.crop_s)
+        loader = DataLoader(dataset, batch_size=config.train.batch_size, shuffle=False, num_workers=config.train.num_workers,
+                            generator=_private_generator())
+        bar = tqdm(loader, total=len(loader), desc=f"fold {self.fold} epoch {epoch + 1}", leave=False) if self.progress and tqdm else loader
+        model.train()
+        use_amp = config.train.amp and self.device.type == "cuda"
+        losses, seen, started = [], 0, time.perf_counter()
+        stop_after = int(os.environ.get(_STOP_AFTER_STEPS, "0"))
+        for waves, targets in bar:
+            waves, targets = waves.to(self.device), targets.to(self.device)
+            waves = augment_waveforms(waves, config.augment, generator=generator)
+            waves, targets = mixup(waves, targets, config.augment, generator=generator)
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(waves)["clip"]
+            loss = self.loss_fn(logits.float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            seen += waves.shape[0]
+            state["step"] += 1
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            if state["step"] % config.train.checkpoint_every_steps == 0:
+                self._save_resume(resume_path, model, optimizer, scheduler, generator, state)
+            if stop_after and epoch * self.steps_per_epoch + state["step"] >= stop_after:
+                self._save_resume(resume_path, model, optimizer, scheduler, generator, state)
+                os._exit(137)
+        return float(np.mean(losses)) if losses else float("nan"), seen / max(1e-9, time.perf_counter() - started)
+
+    @torch.no_grad()
+    def _validate(self, model) -> dict:
+        if self.val_sampler is None:
+            return {}
+        specs = self.val_sampler.centred(self.val_boxes)
+        loader = DataLoader(CropDataset(specs, paths=self.paths, cache=self.cache, crop_s=self.config.sampling.crop_s),
+                            batch_size=self.config.infer.batch_size, shuffle=False, generator=_private_generator())
+        model.eval()
+        logits, targets = [], []
+        for waves, target in loader:
+            logits.append(model(waves.to(self.device))["clip"].float().cpu())
+            targets.append(target)
+        logits, targets = torch.cat(logits), torch.cat(targets)
+        auc, macro = masked_auc(y_true=targets.numpy(), y_score=torch.sigmoid(logits).numpy())
+        return {"val_loss": float(masked_bce(logits, targets)), "val_auc": auc, "val_macro_auc": macro}
+
+    def _keep_best(self, state) -> None:
+        best = sorted(state["scores"], key=lambda e: state["scores"][e], reverse=True)[: self.config.train.average_best]
+        for epoch in state["scores"]:
+            if epoch not in best:
+                (self.fold_dir / f"epoch_{epoch:03d}.safetensors").unlink(missing_ok=True)
+        state["best"] = best
+
+    def _save_resume(self, path, model, optimizer, scheduler, generator, state) -> None:
+        payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                   "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "state": state}
+        tmp = path.with_suffix(".tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)  # a kill during the save leaves the previous resume point intact
+
+    def _finish(self, model, state) -> None:
+        """Average the best epochs' weights (checkpoint averaging), save, and predict out-of-fold."""
+        files = [self.fold_dir / f"epoch_{e:03d}.safetensors" for e in state["best"]]
+        tensors = [load_file(str(f)) for f in files]
+        averaged = {k: (sum(t[k].float() for t in tensors) / len(tensors)).to(tensors[0][k].dtype) for k in tensors[0]}
+        model.load_state_dict(averaged)
+        if len(tensors) > 1:
+            self._recalibrate_batchnorm(model)
+        save_file(model.state_dict(), str(self.fold_dir / "model.safetensors"))
+        if self.held_out:
+            self._predict_out_of_fold(model)
+        (self.fold_dir / "resume.pt").unlink(missing_ok=True)
+
+    @torch.no_grad()
+    def _recalibrate_batchnorm(self, model) -> None:
+        """Averaged weights need fresh BatchNorm statistics; one pass over training crops gives them."""
+        augment, model.spec_augment = model.spec_augment, None
+        model.train()
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.reset_running_stats()
+                module.momentum = None  # cumulative average over the pass
+        specs = self.sampler.sample(min(512, self.config.sampling.crops_per_epoch), seed=12345)
+        loader = DataLoader(CropDataset(specs, paths=self.paths, cache=self.cache, crop_s=self.config.sampling.crop_s),
+                            batch_size=self.config.train.batch_size, generator=_private_generator())
+        for waves, _ in loader:
+            model(waves.to(self.device))
+        model.eval()
+        model.spec_augment = augment
+
+    def _predict_out_of_fold(self, model) -> None:
+        model.eval()
+        run = LoadedRun(self.fold_dir.parent, self.config, self.layout, self.dataset.species, [model])
+        infer = self.config.infer
+        windows = predict_windows(run=run, audio_paths={r: self.paths[r] for r in self.held_out}, window_s=infer.window_s,
+                                  hop_s=infer.hop_s, batch_size=infer.batch_size, device=self.device)
+        oof = aggregate_windows(windows, species_columns=self.dataset.species.columns, method=infer.aggregate, top_k=infer.top_k)
+        oof.insert(1, "fold", self.fold)
+        oof.to_csv(self.fold_dir / "oof.csv", index=False)

@@ -1,0 +1,69 @@
+import torch
+
+from dawnchorus.augment import SpecAugment, augment_waveforms, mix_targets, mixup, pink_noise
+from dawnchorus.config import AugmentConfig
+
+NAN = float("nan")
+
+
+def test_mix_targets_label_algebra():
+    a = torch.tensor([[1, 1, 1, 0, 0, 0, NAN, NAN, NAN]])
+    b = torch.tensor([[1, 0, NAN, 0, 1, NAN, NAN, 1, 0]])
+    expected = torch.tensor([[1, 1, 1, 0, 1, NAN, NAN, 1, NAN]])
+    torch.testing.assert_close(mix_targets(a, b), expected, equal_nan=True)
+
+
+def test_mixup_mixes_waves_and_targets_consistently():
+    torch.manual_seed(0)
+    waves = torch.stack([torch.full((100,), float(i)) for i in range(8)])
+    targets = torch.eye(8)
+    generator = torch.Generator().manual_seed(0)
+    mixed, mixed_targets = mixup(waves, targets, AugmentConfig(mixup_prob=1.0), generator=generator)
+    for row in range(8):
+        sources = torch.nonzero(mixed_targets[row] == 1).flatten().tolist()
+        assert row in sources
+        if len(sources) == 2:
+            partner = [s for s in sources if s != row][0]
+            value = float(mixed[row, 0])
+            assert min(row, partner) - 1e-5 <= value <= max(row, partner) + 1e-5
+            assert abs(value - row) <= abs(value - partner) + 1e-5  # the original dominates
+    unchanged, same_targets = mixup(waves, targets, AugmentConfig(mixup_prob=0.0), generator=generator)
+    assert torch.equal(unchanged, waves) and torch.equal(same_targets, targets)
+
+
+def test_waveform_augment_is_seeded_and_noise_hits_the_snr():
+    config = AugmentConfig(gain_db=0.0, noise_prob=1.0, noise_snr_db=(10.0, 10.0), time_shift_s=0.0)
+    waves = torch.sin(torch.linspace(0, 400, 32000)).repeat(4, 1)
+    first = augment_waveforms(waves, config, generator=torch.Generator().manual_seed(3))
+    again = augment_waveforms(waves, config, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(first, again)
+    noise = first - waves
+    snr = 10 * torch.log10(waves.pow(2).mean(1) / noise.pow(2).mean(1))
+    assert torch.allclose(snr, torch.full((4,), 10.0), atol=0.5)
+
+
+def test_time_shift_rolls_and_gain_scales():
+    waves = torch.arange(10.0).repeat(2, 1)
+    shifted = augment_waveforms(waves, AugmentConfig(gain_db=0, noise_prob=0, time_shift_s=0.5), generator=torch.Generator().manual_seed(1))
+    for row in shifted:
+        assert sorted(row.tolist()) == list(range(10))
+    scaled = augment_waveforms(waves + 1, AugmentConfig(gain_db=6, noise_prob=0), generator=torch.Generator().manual_seed(1))
+    ratio = scaled / (waves + 1)
+    assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio)) and float(ratio.max()) <= 2.0 and float(ratio.min()) >= 0.5
+
+
+def test_pink_noise_has_falling_spectrum():
+    noise = pink_noise((1, 2**14), generator=torch.Generator().manual_seed(0), device="cpu")
+    power = torch.fft.rfft(noise).abs().pow(2)[0]
+    assert float(power[10:100].mean()) > 10 * float(power[-1000:].mean())
+
+
+def test_spec_augment_masks_only_in_training():
+    module = SpecAugment(AugmentConfig(spec_time_masks=2, spec_time_mask_frames=10, spec_freq_masks=2, spec_freq_mask_bins=4))
+    image = torch.randn(4, 1, 32, 100)
+    module.train()
+    torch.manual_seed(0)
+    masked = module(image)
+    assert (masked != image).any() and (masked == image).float().mean() > 0.5
+    module.eval()
+    assert torch.equal(module(image), image)

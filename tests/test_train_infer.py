@@ -1,0 +1,113 @@
+"""Training and prediction end to end on a tiny synthetic corpus, including crash + resume."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from dawnchorus.cli import app
+from dawnchorus.config import load_config, load_preset, with_overrides
+from dawnchorus.errors import InputError
+from dawnchorus.infer import aggregate_windows, predict, window_starts
+from dawnchorus.synth import SynthConfig, generate_corpus
+from dawnchorus.train import train
+
+FAST = [
+    "features.sample_rate_hz=16000", "features.n_fft=512", "features.hop_length=256", "features.n_mels=32",
+    "features.f_max_hz=8000", "model.backbone=mobilenetv3_small_050", "sampling.crop_s=1.5",
+    "sampling.crops_per_epoch=24", "train.batch_size=8", "train.epochs=2", "train.folds=2", "train.train_folds=[0]",
+    "train.checkpoint_every_steps=1", "train.average_best=2", "train.device=cpu", "infer.window_s=1.5", "infer.hop_s=1.5",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    generate_corpus(out_dir=root, config=SynthConfig(n_train=8, n_test=3, duration_s=4.0, seed=5, workers=1))
+    return root
+
+
+def fast_config(*extra):
+    return with_overrides(load_preset("cpu-small"), FAST + list(extra))
+
+
+def test_window_starts_cover_the_recording():
+    assert window_starts(100, window=30, hop=30).tolist() == [0, 30, 60, 70]
+    assert window_starts(20, window=30, hop=10).tolist() == [0]
+    assert window_starts(90, window=30, hop=30).tolist() == [0, 30, 60]
+
+
+def test_aggregate_max_and_topk():
+    windows = pd.DataFrame({"recording_id": ["a", "a", "a", "b"], "t_start_s": [0, 1, 2, 0], "t_end_s": [1, 2, 3, 1],
+                            "s0": [0.1, 0.9, 0.5, 0.2]})
+    assert aggregate_windows(windows, species_columns=["s0"]).s0.tolist() == [0.9, 0.2]
+    top2 = aggregate_windows(windows, species_columns=["s0"], method="topk_mean", top_k=2)
+    assert top2.s0.tolist() == pytest.approx([0.7, 0.2])
+
+
+def test_train_writes_a_complete_run_and_predict_reads_it(corpus, tmp_path):
+    run = train(data_dir=corpus, out_dir=tmp_path / "run", config=fast_config())
+    for name in ("config.yaml", "layout.json", "species.csv", "folds.csv", "history.csv", "oof.csv", "fold0/model.safetensors"):
+        assert (run / name).is_file(), name
+    assert load_config(run / "config.yaml") == fast_config()
+    history = pd.read_csv(run / "history.csv")
+    assert list(history.epoch) == [0, 1] and {"train_loss", "val_auc", "crops_per_s"} <= set(history.columns)
+    assert not (run / "fold0" / "resume.pt").exists()
+    folds = pd.read_csv(run / "folds.csv")
+    held_out = set(folds[folds.fold == 0].recording_id)
+    assert set(pd.read_csv(run / "oof.csv").recording_id) == held_out
+
+    result = predict(run_dirs=[run], audio_dir=corpus / "test", device="cpu")
+    ids = sorted(p.stem for p in (corpus / "test").glob("*.flac"))
+    assert list(result.submission.recording_id) == ids
+    scores = result.submission[[f"s{i}" for i in range(24)]].to_numpy()
+    assert scores.shape == (3, 24) and np.all((scores >= 0) & (scores <= 1))
+    assert len(result.windows) == 3 * 3  # 4 s at 1.5 s windows, hop 1.5 -> starts 0, 1.5, 2.5
+
+    ensemble = predict(run_dirs=[run, run], audio_dir=corpus / "test", device="cpu")
+    np.testing.assert_allclose(ensemble.submission[["s0"]].to_numpy(), result.submission[["s0"]].to_numpy(), rtol=1e-5)
+
+    with pytest.raises(InputError, match="already holds a run"):
+        train(data_dir=corpus, out_dir=run, config=fast_config())
+
+
+def test_killed_mid_epoch_run_resumes_to_the_same_weights(corpus, tmp_path):
+    config = fast_config("augment.mixup_prob=0.5")
+    reference = train(data_dir=corpus, out_dir=tmp_path / "ref", config=config)
+    args = [sys.executable, "-m", "dawnchorus.cli", "train", "--data", str(corpus), "--out", str(tmp_path / "crash"),
+            "--preset", str(reference / "config.yaml")]
+    crashed = subprocess.run(args, env={**os.environ, "DAWNCHORUS_STOP_AFTER_STEPS": "4"}, capture_output=True, text=True)
+    assert crashed.returncode == 137, crashed.stderr
+    assert (tmp_path / "crash" / "fold0" / "resume.pt").is_file()  # step 4 of 6: inside epoch 2
+    resumed = subprocess.run(args + ["--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    a = load_file(str(reference / "fold0" / "model.safetensors"))
+    b = load_file(str(tmp_path / "crash" / "fold0" / "model.safetensors"))
+    for key in a:
+        np.testing.assert_allclose(a[key].numpy(), b[key].numpy(), rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_cli_train_and_predict_contract(corpus, tmp_path):
+    runner = CliRunner()
+    sets = [arg for item in FAST for arg in ("--set", item)]
+    result = runner.invoke(app, ["train", "--data", str(corpus), "--out", str(tmp_path / "run"), "--preset", "cpu-small", *sets])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["predict", "--run", str(tmp_path / "run"), "--audio", str(corpus / "test"),
+                                 "--out", str(tmp_path / "sub.csv"), "--detections", str(tmp_path / "det.parquet"),
+                                 "--raven", str(tmp_path / "raven"), "--raven-threshold", "0.0"])
+    assert result.exit_code == 0, result.output
+    submission = pd.read_csv(tmp_path / "sub.csv")
+    assert list(submission.columns) == ["recording_id"] + [f"s{i}" for i in range(24)]
+    detections = pd.read_parquet(tmp_path / "det.parquet")
+    assert list(detections.columns) == ["recording_id", "species_id", "t_start_s", "t_end_s", "score"]
+    assert len(detections) == 3 * 3 * 24
+    assert len(list((tmp_path / "raven").glob("*.selections.txt"))) == 3
+    bad = runner.invoke(app, ["train", "--data", str(corpus), "--out", str(tmp_path / "r2"), "--set", "train.epochs=lots"])
+    assert bad.exit_code == 2 and "train.epochs: expected int" in bad.output
+    missing = runner.invoke(app, ["predict", "--run", str(tmp_path), "--audio", str(corpus / "test"), "--out", str(tmp_path / "x.csv")])
+    assert missing.exit_code == 2 and "not a training run" in missing.output
