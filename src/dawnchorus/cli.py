@@ -234,14 +234,16 @@ def cache_prune(
 @friendly_errors
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Working directory for the corpus and results."),
-    n_train: int = typer.Option(120, "--n-train", help="Training recordings in the demo corpus."),
-    n_test: int = typer.Option(80, "--n-test", help="Test recordings in the demo corpus."),
+    n_train: int = typer.Option(240, "--n-train", help="Training recordings in the demo corpus."),
+    n_test: int = typer.Option(60, "--n-test", help="Test recordings in the demo corpus."),
     seed: int = typer.Option(1, "--seed", help="Corpus seed."),
+    preset: str = typer.Option("cpu-small", "--preset", help="Training preset."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a config field: section.key=value (repeatable)."),
 ):
-    """Run the whole job on built-in example data: synthesise, predict, evaluate, report."""
+    """Run the whole job on built-in example data: synthesise, train, predict, evaluate, report."""
     from .demo import run_demo
 
-    report = run_demo(out_dir=out, n_train=n_train, n_test=n_test, seed=seed)
+    report = run_demo(out_dir=out, n_train=n_train, n_test=n_test, seed=seed, preset=preset, overrides=tuple(overrides))
     typer.echo(report.read_text())
 
 
