@@ -8,13 +8,14 @@ LWLRAP, a per-species AP table and a PNG of one test recording with its detectio
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from .baselines import constant_prior_submission
-from .config import RunConfig, load_preset, with_overrides
+from .config import RunConfig, load_config, load_preset, with_overrides
 from .data import load_dataset, rfcx_test_prevalence
 from .infer import detections_table, predict
 from .metrics import evaluate
@@ -48,7 +49,10 @@ def run_demo(*, out_dir: str | Path = "demo_out", n_train: int = 240, n_test: in
     run_dir = out_dir / "run"
     from .train import train
 
-    train(data_dir=corpus, out_dir=run_dir, config=config, resume=(run_dir / "config.yaml").is_file(), progress=True)
+    saved = run_dir / "config.yaml"
+    if saved.is_file() and load_config(saved) != config:
+        shutil.rmtree(run_dir)  # a run from other settings: start afresh rather than resume it
+    train(data_dir=corpus, out_dir=run_dir, config=config, resume=saved.is_file(), progress=True)
     prediction = predict(run_dirs=[run_dir], audio_dir=corpus / "test", progress=True)
     submission = write_submission(out_dir / "submission.csv", prediction.submission)
     detections = detections_table(prediction.windows, species=prediction.species)

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,11 @@ def prepare_run(*, data_dir, out_dir, config: RunConfig, resume: bool) -> tuple[
     if saved.is_file():
         if not resume:
             raise InputError(f"{out_dir}: already holds a run; pass --resume to continue it, or choose another --out")
-        config = load_config(saved)
+        saved_config = load_config(saved)
+        if saved_config != config:
+            warnings.warn(f"{out_dir}: resuming with the run's saved config.yaml; the preset and --set values given now are ignored",
+                          stacklevel=2)
+        config = saved_config
     elif resume:
         raise InputError(f"{out_dir}: nothing to resume (no config.yaml); start the run without --resume")
     dataset = load_dataset(data_dir, require_labels=True)

@@ -1,7 +1,8 @@
 """On-disk cache of decoded, resampled recordings, so training epochs don't re-decode FLAC.
 
-Each recording becomes one ``.npy`` file (float32 at the target rate), opened as a memmap so
-crops cost a page read. Entries are keyed by the source's absolute path and the target rate;
+Each recording becomes one ``.npy`` file of 16-bit samples at the target rate (the precision
+of the 16-bit FLAC it came from, at half the disk of float32), opened as a memmap so crops
+cost a page read. Entries are keyed by the source's absolute path and the target rate;
 a JSON sidecar remembers the source's size and mtime, and an entry whose source changed is
 stale: it is detected on access and rebuilt.
 """
@@ -18,6 +19,9 @@ import numpy as np
 
 from .audio import load_audio, n_samples, probe_audio
 from ..errors import AudioError
+
+_FORMAT = "int16-v1"
+_SCALE = 32767.0
 
 
 class AudioCache:
@@ -49,10 +53,11 @@ class AudioCache:
             meta = json.loads(meta_path.read_text())
         except (OSError, json.JSONDecodeError):
             return False
-        return meta.get("source") == self._fingerprint(source) and meta.get("sample_rate_hz") == self.sample_rate_hz
+        return (meta.get("source") == self._fingerprint(source) and meta.get("sample_rate_hz") == self.sample_rate_hz
+                and meta.get("format") == _FORMAT)
 
     def get(self, source: str | Path) -> np.ndarray:
-        """The whole recording at the cache's rate, as a read-only memmap."""
+        """The whole recording at the cache's rate, as a read-only int16 memmap (full scale 32767)."""
         source = Path(source)
         if not source.is_file():
             raise AudioError(f"{source}: audio file not found")
@@ -62,8 +67,9 @@ class AudioCache:
             return np.load(data_path, mmap_mode="r")
         self.misses += 1
         signal = load_audio(source, sample_rate_hz=self.sample_rate_hz)
-        self._atomic_write(data_path, lambda handle: np.save(handle, signal))
-        meta = {"source": self._fingerprint(source), "sample_rate_hz": self.sample_rate_hz}
+        pcm = np.clip(np.round(signal * _SCALE), -32768, 32767).astype(np.int16)
+        self._atomic_write(data_path, lambda handle: np.save(handle, pcm))
+        meta = {"source": self._fingerprint(source), "sample_rate_hz": self.sample_rate_hz, "format": _FORMAT}
         self._atomic_write(meta_path, lambda handle: handle.write(json.dumps(meta).encode()))
         return np.load(data_path, mmap_mode="r")
 
@@ -74,11 +80,11 @@ class AudioCache:
         if t_start_s < 0 or start >= full.shape[0]:
             raise AudioError(f"{source}: crop start {t_start_s:.3f} s is outside the recording")
         if duration_s is None:
-            return np.array(full[start:], dtype=np.float32)
+            return full[start:].astype(np.float32) / _SCALE
         length = n_samples(duration_s, self.sample_rate_hz)
         out = np.zeros(length, dtype=np.float32)
         piece = full[start : start + length]
-        out[: piece.shape[0]] = piece
+        out[: piece.shape[0]] = piece / _SCALE
         return out
 
     def warm(self, sources: list[Path]) -> int:
