@@ -35,7 +35,7 @@ def test_masked_bce_equals_plain_bce_over_known_entries():
     logits, targets = batch()
     known = known_mask(targets)
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[known], targets[known])
-    assert float(masked_bce(logits, targets)) == pytest.approx(float(expected), rel=1e-6)
+    assert masked_bce(logits, targets).item() == pytest.approx(expected.item(), rel=1e-6)
     masked_bce(logits, targets).backward()
     assert torch.all(logits.grad[~known] == 0) and torch.all(logits.grad[known] != 0)
 
