@@ -1,6 +1,7 @@
 """Training and prediction end to end on a tiny synthetic corpus, including crash + resume."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -71,6 +72,13 @@ def test_train_writes_a_complete_run_and_predict_reads_it(corpus, tmp_path):
 
     ensemble = predict(run_dirs=[run, run], audio_dir=corpus / "test", device="cpu")
     np.testing.assert_allclose(ensemble.submission[["s0"]].to_numpy(), result.submission[["s0"]].to_numpy(), rtol=1e-5)
+
+    archive = tmp_path / "archive"
+    shutil.copytree(corpus / "test", archive)
+    (archive / "broken.flac").write_bytes(b"not audio at all")
+    with pytest.warns(UserWarning, match="skipped: .*broken.flac"):
+        partial = predict(run_dirs=[run], audio_dir=archive, device="cpu")
+    assert list(partial.submission.recording_id) == ids  # the others are still predicted
 
     with pytest.raises(InputError, match="already holds a run"):
         train(data_dir=corpus, out_dir=run, config=fast_config())

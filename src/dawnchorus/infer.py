@@ -8,6 +8,7 @@ scores are kept, so memory stays bounded whatever the size of the archive.
 from __future__ import annotations
 
 import json
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from safetensors.torch import load_file
 from .config import RunConfig, load_config
 from .data.audio import find_audio_files, load_audio, n_samples
 from .data.species import SpeciesTable, read_species_csv
-from .errors import InputError
+from .errors import AudioError, InputError
 from .models import ClassLayout, Detector, build_model, resolve_device
 
 try:
@@ -75,12 +76,19 @@ def _windows(wave: np.ndarray, *, window: int, hop: int) -> tuple[np.ndarray, np
     return starts, np.stack([wave[s : s + window] for s in starts])
 
 
-def _recordings(paths: Sequence[Path], sample_rate_hz: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Decode recordings in order, one ahead of the consumer."""
+def _recordings(paths: Sequence[Path], sample_rate_hz: int) -> Iterator[tuple[int, np.ndarray | None]]:
+    """Decode recordings in order, one ahead of the consumer.
+
+    An unreadable file yields None (and a warning naming it) instead of ending a long run.
+    """
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(load_audio, paths[0], sample_rate_hz=sample_rate_hz) if paths else None
         for index in range(len(paths)):
-            wave = pending.result()
+            try:
+                wave = pending.result()
+            except AudioError as exc:
+                warnings.warn(f"skipped: {exc}", stacklevel=2)
+                wave = None
             if index + 1 < len(paths):
                 pending = pool.submit(load_audio, paths[index + 1], sample_rate_hz=sample_rate_hz)
             yield index, wave
@@ -112,6 +120,8 @@ def predict_windows(*, run: LoadedRun, audio_paths: dict[str, Path], window_s: f
         iterator = tqdm(iterator, total=len(paths), desc="predict", unit="rec")
     pending_count = 0
     for index, wave in iterator:
+        if wave is None:
+            continue
         starts, windows = _windows(wave, window=window, hop=hop)
         keys += [(ids[index], s / rate, min(s + window, max(wave.shape[0], window)) / rate) for s in starts]
         pending_waves.append(windows)
