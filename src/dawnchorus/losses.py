@@ -14,16 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from .config import LossConfig
+from .registry import registrar
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {}
 
-
-def register_loss(name: str):
-    def decorate(function):
-        LOSSES[name] = function
-        return function
-
-    return decorate
+register_loss = registrar(LOSSES)
 
 
 def known_mask(targets: torch.Tensor) -> torch.Tensor:

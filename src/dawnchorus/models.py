@@ -18,17 +18,12 @@ from torch import nn
 
 from .config import FeatureConfig, ModelConfig
 from .errors import InputError
+from .registry import registrar
 from .features import FrontEnd
 
 HEADS: dict[str, Callable[..., nn.Module]] = {}
 
-
-def register_head(name: str):
-    def decorate(factory):
-        HEADS[name] = factory
-        return factory
-
-    return decorate
+register_head = registrar(HEADS)
 
 
 @dataclass(frozen=True)
