@@ -52,18 +52,29 @@ def augment_waveforms(waves: torch.Tensor, config: AugmentConfig, *, generator: 
 
 
 def mix_targets(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Label algebra of mixup for {1, 0, NaN} targets."""
+    """Label algebra of mixup for partial targets ({1, 0, NaN}, or soft pseudo scores).
+
+    A 1 on either side wins; two known values give the larger; anything else is unknown
+    (a known 0 mixed with an unknown sound is still unknown).
+    """
     positive = (a == 1) | (b == 1)
-    both_negative = (a == 0) & (b == 0)
+    both_known = ~torch.isnan(a) & ~torch.isnan(b)
     unknown = torch.full_like(a, float("nan"))
-    return torch.where(positive, torch.ones_like(a), torch.where(both_negative, torch.zeros_like(a), unknown))
+    return torch.where(positive, torch.ones_like(a), torch.where(both_known, torch.maximum(a, b), unknown))
 
 
-def mixup(waves: torch.Tensor, targets: torch.Tensor, config: AugmentConfig, *, generator: torch.Generator):
-    """Mix a random share of the batch with a shuffled copy of itself."""
+def mixup(waves: torch.Tensor, targets: torch.Tensor, config: AugmentConfig, *, generator: torch.Generator,
+          extra: dict[str, torch.Tensor] | None = None):
+    """Mix a random share of the batch with a shuffled copy of itself.
+
+    ``extra`` holds more per-example tensors to mix with the same partners: further targets
+    (frame targets, mixed with the label algebra) and loss weights (keys ending in
+    ``weight``, mixed as the larger of the two). Returns ``(waves, targets)``, plus the mixed
+    ``extra`` dict when one was given.
+    """
     batch = waves.shape[0]
     if config.mixup_prob <= 0 or batch < 2:
-        return waves, targets
+        return (waves, targets) if extra is None else (waves, targets, extra)
     device = waves.device
     partner = torch.randperm(batch, generator=generator, device=device)
     use = torch.rand((batch,), generator=generator, device=device) < config.mixup_prob
@@ -72,8 +83,16 @@ def mixup(waves: torch.Tensor, targets: torch.Tensor, config: AugmentConfig, *, 
     lam = torch.maximum(lam, 1 - lam)  # the original stays the dominant sound
     lam = torch.where(use, lam, torch.ones_like(lam))
     mixed_waves = lam[:, None] * waves + (1 - lam[:, None]) * waves[partner]
-    mixed_targets = torch.where(use[:, None], mix_targets(targets, targets[partner]), targets)
-    return mixed_waves, mixed_targets
+
+    def mixed(name: str, tensor: torch.Tensor) -> torch.Tensor:
+        other = tensor[partner]
+        combined = torch.maximum(tensor, other) if name.endswith("weight") else mix_targets(tensor, other)
+        return torch.where(use.view(-1, *([1] * (tensor.dim() - 1))), combined, tensor)
+
+    mixed_targets = mixed("target", targets)
+    if extra is None:
+        return mixed_waves, mixed_targets
+    return mixed_waves, mixed_targets, {name: mixed(name, tensor) for name, tensor in extra.items()}
 
 
 class SpecAugment(nn.Module):

@@ -60,6 +60,8 @@ class LossConfig:
     focal_gamma: float = 2.0
     lsoft_beta: float = 0.7
     pos_weight: float = 1.0
+    clip_weight: float = 1.0  # weight of the loss on clip outputs
+    frame_weight: float = 0.0  # weight of the loss on box frames (heads with a frame output: frame, sed)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class SamplingConfig:
     min_box_inside: float = 0.6  # fraction of a box (or of the crop) that must stay inside the crop
     crops_per_epoch: int = 2000
     tp_fraction: float = 0.5  # share of crops drawn around TP boxes (the rest around FP boxes)
+    label_frames_per_s: float = 10.0  # time resolution of frame targets (used when loss.frame_weight > 0)
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,21 @@ class InferConfig:
     batch_size: int = 64
     aggregate: str = "max"  # "max" or "topk_mean"
     top_k: int = 3
+    frame_step_s: float | None = None  # framewise scores on this grid (None: one row per window)
+    extra_window_s: tuple[float, ...] = ()  # multi-scale: more window lengths, averaged on the frame grid
+    tta_shifts: int = 1  # passes with windows shifted by hop/N, averaged on the frame grid
+
+
+@dataclass(frozen=True)
+class PseudoConfig:
+    rounds: int = 0  # pseudo-label rounds after the first training
+    step_s: float = 0.5  # time resolution of the teacher's framewise labels
+    prob: float = 0.5  # share of crops drawn anywhere in pseudo-labelled recordings (the rest around boxes)
+    weight: float = 0.5  # loss weight of pseudo targets (hard box labels weigh 1 and override them)
+    audio_dir: str | None = None  # more recordings to pseudo-label, e.g. the test split (transductive)
+    init: str = "teacher"  # student starts from the teacher's weights ("teacher") or from scratch ("scratch")
+    epochs: int | None = None  # epochs per round (None: train.epochs)
+    hard_thresholds: tuple[float, float] | None = None  # (low, high): scores become 0 / unknown / 1 (10th place)
 
 
 @dataclass(frozen=True)
@@ -121,6 +139,7 @@ class RunConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)
+    pseudo: PseudoConfig = field(default_factory=PseudoConfig)
 
 
 def preset_names() -> list[str]:

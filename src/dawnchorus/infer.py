@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from .config import RunConfig, load_config
 from .data.audio import find_audio_files, load_audio, n_samples
-from .data.species import SpeciesTable, read_species_csv
+from .data.species import SpeciesTable, read_species_csv, species_column
 from .errors import AudioError, InputError
 from .models import ClassLayout, Detector, build_model, resolve_device
 
@@ -40,9 +40,31 @@ class LoadedRun:
     models: list[Detector]
 
 
-def load_run(run_dir: str | Path, *, device: torch.device) -> LoadedRun:
-    """A trained run: its config, class layout, species and every finished fold's weights."""
+def pseudo_round_dirs(run_dir: str | Path) -> list[Path]:
+    """Round 0 (the run itself) and every pseudo-label round under it, in order."""
     run_dir = Path(run_dir)
+    rounds = sorted((p for p in (run_dir / "pseudo").glob("round*") if p.name[5:].isdigit()), key=lambda p: int(p.name[5:]))
+    return [run_dir, *rounds]
+
+
+def resolve_round(run_dir: str | Path, pseudo_round: int | None = None) -> Path:
+    """The directory of one round; by default the last one with a finished fold."""
+    rounds = pseudo_round_dirs(run_dir)
+    if pseudo_round is not None:
+        if not 0 <= pseudo_round < len(rounds):
+            raise InputError(f"{run_dir}: has pseudo-label rounds 0..{len(rounds) - 1}, not {pseudo_round}")
+        return rounds[pseudo_round]
+    finished = [r for r in rounds if any(r.glob("fold*/model.safetensors"))]
+    return finished[-1] if finished else Path(run_dir)
+
+
+def load_run(run_dir: str | Path, *, device: torch.device, pseudo_round: int | None = None) -> LoadedRun:
+    """A trained run: its config, class layout, species and every finished fold's weights.
+
+    A run trained with pseudo-label rounds resolves to its last finished round unless
+    ``pseudo_round`` names one (0 is the first, teacher model).
+    """
+    run_dir = resolve_round(run_dir, pseudo_round)
     for name in ("config.yaml", "layout.json", "species.csv"):
         if not (run_dir / name).is_file():
             raise InputError(f"{run_dir}: not a training run ({name} missing); point --run at a directory written by 'dawnchorus train'")
@@ -94,46 +116,130 @@ def _recordings(paths: Sequence[Path], sample_rate_hz: int) -> Iterator[tuple[in
             yield index, wave
 
 
+def _model_scores(run: LoadedRun, batch: torch.Tensor, *, fold_classes: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Clip and (when the head has one) frame probabilities, averaged over the run's models."""
+    clip, frame = None, None
+    for model in run.models:
+        outputs = model(batch)
+        probs = torch.sigmoid(outputs["clip"].float())
+        clip = probs if clip is None else clip + probs
+        if "frame" in outputs:
+            frames = torch.sigmoid(outputs["frame"].float())
+            frame = frames if frame is None else frame + frames
+    clip = clip / len(run.models)
+    frame = frame / len(run.models) if frame is not None else None
+    if fold_classes:
+        clip = run.layout.fold(clip)
+        frame = run.layout.fold(frame) if frame is not None else None
+    return clip, frame
+
+
+class _FrameGrid:
+    """Framewise scores of one recording on a regular grid, averaged over overlapping windows."""
+
+    def __init__(self, n_samples_total: int, *, rate: int, step_s: float, n_classes: int):
+        self.rate, self.step_s = rate, step_s
+        self.duration_s = n_samples_total / rate
+        n_steps = max(1, int(np.ceil(self.duration_s / step_s - 1e-9)))
+        self.centres_s = (np.arange(n_steps) + 0.5) * step_s
+        self.total = np.zeros((n_steps, n_classes))
+        self.count = np.zeros((n_steps, 1))
+
+    def add(self, start: int, window: int, clip: np.ndarray, frame: np.ndarray | None) -> None:
+        t0, length_s = start / self.rate, window / self.rate
+        inside = np.flatnonzero((self.centres_s >= t0) & (self.centres_s < t0 + length_s))
+        if frame is None:  # a clip-level head: the window's score holds for all its steps
+            self.total[inside] += clip
+        else:
+            index = np.minimum(((self.centres_s[inside] - t0) / length_s * frame.shape[-1]).astype(np.int64), frame.shape[-1] - 1)
+            self.total[inside] += frame[:, index].T
+        self.count[inside] += 1
+
+    def rows(self) -> tuple[list[tuple[float, float]], np.ndarray]:
+        starts = self.centres_s - self.step_s / 2
+        keys = [(float(a), float(min(a + self.step_s, self.duration_s))) for a in starts]
+        return keys, self.total / np.maximum(self.count, 1)
+
+
 @torch.no_grad()
 def predict_windows(*, run: LoadedRun, audio_paths: dict[str, Path], window_s: float, hop_s: float,
-                    batch_size: int, device: torch.device, progress: bool = False) -> pd.DataFrame:
-    """Species probability per window: rows keyed by (recording_id, t_start_s, t_end_s)."""
+                    batch_size: int, device: torch.device, progress: bool = False, frame_step_s: float | None = None,
+                    extra_window_s: Sequence[float] = (), tta_shifts: int = 1, fold_classes: bool = True) -> pd.DataFrame:
+    """Scores keyed by (recording_id, t_start_s, t_end_s), species columns (or class columns).
+
+    Without ``frame_step_s`` a row is a window and holds its clip score. With it, rows are a
+    regular grid of ``frame_step_s`` steps, each the mean over every window covering it of the
+    window's frame score (heads with a frame output) or clip score; that grid is also where
+    several window lengths (multi-scale) and shifted passes (test-time augmentation) meet.
+    """
     rate = run.config.features.sample_rate_hz
-    window, hop = n_samples(window_s, rate), n_samples(hop_s, rate)
+    windows_s = [window_s, *extra_window_s]
+    grid_mode = frame_step_s is not None or len(windows_s) > 1 or tta_shifts > 1
+    if grid_mode and frame_step_s is None:
+        frame_step_s = hop_s / max(1, tta_shifts)
+    hop = n_samples(hop_s, rate)
+    columns = run.species.columns if fold_classes else class_columns(run.layout)
     ids, paths = list(audio_paths), list(audio_paths.values())
     keys: list[tuple[str, float, float]] = []
     scores: list[np.ndarray] = []
-    pending_waves: list[np.ndarray] = []
+    pending: list[tuple[int, np.ndarray]] = []  # (recording index, waveform)
 
     def flush():
-        waves = np.concatenate(pending_waves)
-        pending_waves.clear()
-        for first in range(0, waves.shape[0], batch_size):
-            batch = torch.from_numpy(waves[first : first + batch_size]).to(device)
-            probabilities = torch.zeros((batch.shape[0], len(run.species)), device=device)
-            for model in run.models:
-                probabilities += run.layout.fold(torch.sigmoid(model(batch)["clip"].float()))
-            scores.append((probabilities / len(run.models)).cpu().numpy())
+        grids = [_FrameGrid(w.shape[0], rate=rate, step_s=frame_step_s, n_classes=len(columns)) for _, w in pending] if grid_mode else None
+        rows: list[list[tuple[tuple[str, float, float], np.ndarray]]] = [[] for _ in pending]
+        for length_s in windows_s:
+            window = n_samples(length_s, rate)
+            where, stacks = [], []  # windows of every pending recording share batches
+            for position, (_, wave) in enumerate(pending):
+                for shift in range(tta_shifts):
+                    offset = hop * shift // tta_shifts if hop * shift // tta_shifts < wave.shape[0] else 0
+                    starts, stack = _windows(wave[offset:], window=window, hop=hop)
+                    where += [(position, int(start) + offset) for start in starts]
+                    stacks.append(stack)
+            stack = np.concatenate(stacks)
+            for first in range(0, len(stack), batch_size):
+                clip, frame = _model_scores(run, torch.from_numpy(stack[first : first + batch_size]).to(device),
+                                            fold_classes=fold_classes)
+                clip, frame = clip.cpu().numpy(), (frame.cpu().numpy() if frame is not None else None)
+                for row, (position, start) in enumerate(where[first : first + batch_size]):
+                    if grids is not None:
+                        grids[position].add(start, window, clip[row], frame[row] if frame is not None else None)
+                    else:
+                        recording, wave = pending[position]
+                        end = min(start + window, max(wave.shape[0], window))
+                        rows[position].append(((ids[recording], start / rate, end / rate), clip[row]))
+        for position, (recording, _) in enumerate(pending):
+            if grids is not None:
+                grid_keys, grid_scores = grids[position].rows()
+                keys.extend((ids[recording], a, b) for a, b in grid_keys)
+                scores.append(grid_scores)
+            elif rows[position]:
+                keys.extend(key for key, _ in rows[position])
+                scores.append(np.stack([value for _, value in rows[position]]))
+        pending.clear()
 
     iterator = _recordings(paths, rate)
     if progress and tqdm is not None:
         iterator = tqdm(iterator, total=len(paths), desc="predict", unit="rec")
-    pending_count = 0
+    pending_windows = 0
     for index, wave in iterator:
         if wave is None:
             continue
-        starts, windows = _windows(wave, window=window, hop=hop)
-        keys += [(ids[index], s / rate, min(s + window, max(wave.shape[0], window)) / rate) for s in starts]
-        pending_waves.append(windows)
-        pending_count += len(windows)
-        if pending_count >= batch_size:
+        pending.append((index, wave))
+        pending_windows += max(1, wave.shape[0] // max(1, hop))
+        if pending_windows >= batch_size:
             flush()
-            pending_count = 0
-    if pending_waves:
+            pending_windows = 0
+    if pending:
         flush()
     frame = pd.DataFrame(keys, columns=["recording_id", "t_start_s", "t_end_s"])
-    values = np.concatenate(scores) if scores else np.zeros((0, len(run.species)))
-    return pd.concat([frame, pd.DataFrame(values, columns=run.species.columns)], axis=1)
+    values = np.concatenate(scores) if scores else np.zeros((0, len(columns)))
+    return pd.concat([frame, pd.DataFrame(values.astype(np.float32), columns=columns)], axis=1)
+
+
+def class_columns(layout: ClassLayout) -> list[str]:
+    """Column names of a class-level (not folded) score table: s<species> or s<species>_t<songtype>."""
+    return [species_column(s) if t is None else f"{species_column(s)}_t{t}" for s, t in layout.classes]
 
 
 def aggregate_windows(windows: pd.DataFrame, *, species_columns: list[str], method: str = "max", top_k: int = 3) -> pd.DataFrame:
@@ -193,23 +299,32 @@ class Prediction:
 
 def predict(*, run_dirs: Sequence[str | Path], audio_dir: str | Path, window_s: float | None = None,
             hop_s: float | None = None, batch_size: int | None = None, aggregate: str | None = None,
-            device: str = "auto", progress: bool = False) -> Prediction:
-    """Predict every recording under ``audio_dir`` with one or more runs (all folds averaged)."""
+            frame_step_s: float | None = None, extra_window_s: Sequence[float] | None = None,
+            tta_shifts: int | None = None, pseudo_round: int | None = None, device: str = "auto",
+            progress: bool = False) -> Prediction:
+    """Predict every recording under ``audio_dir`` with one or more runs (all folds averaged).
+
+    Options left as None take the first run's ``infer`` settings; ``pseudo_round`` picks a
+    pseudo-label round of a run trained with them (default: its last finished round).
+    """
     if not run_dirs:
         raise InputError("give at least one run directory")
     torch_device = resolve_device(device)
     audio_paths = find_audio_files(audio_dir)
     if not audio_paths:
         raise InputError(f"{audio_dir}: no FLAC/WAV recordings found")
-    runs = [load_run(r, device=torch_device) for r in run_dirs]
+    runs = [load_run(r, device=torch_device, pseudo_round=pseudo_round) for r in run_dirs]
     species = runs[0].species
     for run in runs[1:]:
         if run.species.species_ids != species.species_ids:
             raise InputError(f"{run.run_dir}: its species differ from {runs[0].run_dir}'s; ensemble runs trained on the same species")
     infer = runs[0].config.infer
     window_s, hop_s = window_s or infer.window_s, hop_s or infer.hop_s
+    grid = dict(frame_step_s=frame_step_s if frame_step_s is not None else infer.frame_step_s,
+                extra_window_s=tuple(extra_window_s if extra_window_s is not None else infer.extra_window_s),
+                tta_shifts=tta_shifts or infer.tta_shifts)
     tables = [predict_windows(run=run, audio_paths=audio_paths, window_s=window_s, hop_s=hop_s,
-                              batch_size=batch_size or infer.batch_size, device=torch_device, progress=progress)
+                              batch_size=batch_size or infer.batch_size, device=torch_device, progress=progress, **grid)
               for run in runs]
     windows = average_window_tables(tables, species_columns=species.columns)
     submission = aggregate_windows(windows, species_columns=species.columns, method=aggregate or infer.aggregate, top_k=infer.top_k)

@@ -140,6 +140,28 @@ class AttentionSEDHead(nn.Module):
         return {"clip": (weights * frame).sum(dim=-1), "frame": frame}
 
 
+@register_head("frame")
+class FrameHead(nn.Module):
+    """Per-class logits per time frame from features pooled over frequency only (1st place).
+
+    The clip logit is the max over frames, the same reduction inference uses, so a model
+    trained on box frames scores a recording by its strongest frame.
+    """
+
+    def __init__(self, in_features: int, n_classes: int, *, pool: str = "avgmax", dropout: float = 0.2,
+                 hidden: int = 256):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.hidden = nn.Conv1d(in_features, hidden, kernel_size=3, padding=1)
+        self.classifier = nn.Conv1d(hidden, n_classes, kernel_size=1)
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = features.mean(dim=2) + features.amax(dim=2)  # (batch, channels, frames)
+        x = F.relu(self.hidden(self.dropout(x)))
+        frame = self.classifier(self.dropout(x))
+        return {"clip": frame.amax(dim=-1), "frame": frame}
+
+
 class Detector(nn.Module):
     """Waveforms -> logits. The front end lives inside so inference needs nothing else."""
 

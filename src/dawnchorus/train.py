@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
@@ -26,7 +27,7 @@ from .augment import SpecAugment, augment_waveforms, mixup
 from .config import RunConfig, load_config, save_config
 from .data.annotations import Box
 from .data.cache import AudioCache
-from .data.crops import ClassIndex, CropDataset, CropSampler
+from .data.crops import ClassIndex, CropDataset, CropSampler, SoftLabels
 from .data.dataset import RfcxDataset, load_dataset
 from .data.species import write_species_csv
 from .errors import InputError
@@ -99,8 +100,15 @@ def prepare_run(*, data_dir, out_dir, config: RunConfig, resume: bool) -> tuple[
     return config, dataset, layout, folds
 
 
-def train(*, data_dir: str | Path, out_dir: str | Path, config: RunConfig, resume: bool = False, progress: bool = False) -> Path:
-    """Train every configured fold; returns the run directory."""
+def train(*, data_dir: str | Path, out_dir: str | Path, config: RunConfig, resume: bool = False, progress: bool = False,
+          soft_labels: SoftLabels | None = None, soft_audio_paths: dict[str, Path] | None = None,
+          init_dir: str | Path | None = None) -> Path:
+    """Train every configured fold; returns the run directory.
+
+    ``soft_labels`` (a teacher's framewise scores, see ``pseudo``) add pseudo-labelled crops;
+    ``soft_audio_paths`` locates pseudo-labelled recordings outside the training split, and
+    ``init_dir`` is a run whose fold weights each fold starts from.
+    """
     out_dir = Path(out_dir)
     config, dataset, layout, folds = prepare_run(data_dir=data_dir, out_dir=out_dir, config=config, resume=resume)
     n_folds = max(1, config.train.folds)
@@ -108,8 +116,10 @@ def train(*, data_dir: str | Path, out_dir: str | Path, config: RunConfig, resum
         if not 0 <= fold < n_folds:
             raise InputError(f"train.train_folds has fold {fold}, but there are {n_folds} folds")
         held_out = {r for r, f in folds.items() if f == fold}
+        init_weights = Path(init_dir) / f"fold{fold}" / "model.safetensors" if init_dir else None
         FoldTrainer(config=config, dataset=dataset, layout=layout, fold=fold, held_out=held_out,
-                    fold_dir=out_dir / f"fold{fold}", progress=progress).run()
+                    fold_dir=out_dir / f"fold{fold}", progress=progress, soft_labels=soft_labels,
+                    soft_audio_paths=soft_audio_paths, init_weights=init_weights).run()
     histories = [pd.read_csv(p) for p in sorted(out_dir.glob("fold*/history.csv"))]
     if histories:
         pd.concat(histories).to_csv(out_dir / "history.csv", index=False)
@@ -140,9 +150,10 @@ class FoldTrainer:
     """One fold: sample crops, train with masked loss, validate on held-out boxes, keep the best."""
 
     def __init__(self, *, config: RunConfig, dataset: RfcxDataset, layout: ClassLayout, fold: int, held_out: set[str],
-                 fold_dir: Path, progress: bool):
+                 fold_dir: Path, progress: bool, soft_labels: SoftLabels | None = None,
+                 soft_audio_paths: dict[str, Path] | None = None, init_weights: Path | None = None):
         self.config, self.dataset, self.layout, self.fold = config, dataset, layout, fold
-        self.fold_dir, self.progress = fold_dir, progress
+        self.fold_dir, self.progress, self.init_weights = fold_dir, progress, init_weights
         self.device = resolve_device(config.train.device)
         train_boxes = [b for b in dataset.boxes if b.recording_id not in held_out]
         self.val_boxes: list[Box] = [b for b in dataset.boxes if b.recording_id in held_out]
@@ -150,21 +161,32 @@ class FoldTrainer:
         durations = {r: i.duration_s for r, i in dataset.train.items()}
         classes = ClassIndex(layout.classes)
         sampling = config.sampling
+        self.label_frames = round(sampling.crop_s * sampling.label_frames_per_s) if config.loss.frame_weight > 0 else 0
+        if soft_labels is not None:  # never learn from the teacher's view of held-out recordings
+            soft_labels = SoftLabels({r: v for r, v in soft_labels.scores.items() if r not in held_out},
+                                     step_s=soft_labels.step_s)
         self.sampler = CropSampler(boxes=train_boxes, durations_s=durations, classes=classes, crop_s=sampling.crop_s,
                                    min_inside=sampling.min_box_inside, tp_fraction=sampling.tp_fraction,
-                                   label_mode=config.loss.label_mode)
+                                   label_mode=config.loss.label_mode, label_frames=self.label_frames,
+                                   soft_labels=soft_labels, pseudo_prob=config.pseudo.prob,
+                                   pseudo_weight=config.pseudo.weight)
         # Validation always scores known labels only, whatever the training label mode.
         self.val_sampler = CropSampler(boxes=dataset.boxes, durations_s=durations, classes=classes, crop_s=sampling.crop_s,
                                        min_inside=sampling.min_box_inside, tp_fraction=0.5) if self.val_boxes else None
         cache_dir = Path(config.train.cache_dir) if config.train.cache_dir else fold_dir.parent / "audio_cache"
         self.cache = AudioCache(cache_dir, sample_rate_hz=config.features.sample_rate_hz)
         self.paths = {r: i.path for r, i in dataset.train.items()}
+        self.sample_paths = {**(soft_audio_paths or {}), **self.paths}
         self.loss_fn = loss_from_config(config.loss)
         self.steps_per_epoch = max(1, math.ceil(sampling.crops_per_epoch / config.train.batch_size))
 
     def _build(self):
         torch.manual_seed(self.config.train.seed * 1000 + self.fold)
         model = build_model(features=self.config.features, model=self.config.model, n_classes=len(self.layout)).to(self.device)
+        if self.init_weights is not None:
+            if not self.init_weights.is_file():
+                raise InputError(f"{self.init_weights}: the teacher has no weights for fold {self.fold}")
+            model.load_state_dict(load_file(str(self.init_weights)))
         model.spec_augment = SpecAugment(self.config.augment)
         optimizer = torch.optim.AdamW(model.parameters(), lr=self.config.train.lr, weight_decay=self.config.train.weight_decay)
         total = self.config.train.epochs * self.steps_per_epoch
@@ -210,7 +232,7 @@ class FoldTrainer:
         specs = self.sampler.sample(self.steps_per_epoch * config.train.batch_size,
                                     seed=config.train.seed * 1_000_003 + self.fold * 10_007 + epoch)
         start_step = state["step"]
-        dataset = CropDataset(specs[start_step * config.train.batch_size:], paths=self.paths, cache=self.cache,
+        dataset = CropDataset(specs[start_step * config.train.batch_size:], paths=self.sample_paths, cache=self.cache,
                               crop_s=config.sampling.crop_s)
         loader = DataLoader(dataset, batch_size=config.train.batch_size, shuffle=False, num_workers=config.train.num_workers,
                             generator=_private_generator())
@@ -219,13 +241,13 @@ class FoldTrainer:
         use_amp = config.train.amp and self.device.type == "cuda"
         losses, seen, started = [], 0, time.perf_counter()
         stop_after = int(os.environ.get(_STOP_AFTER_STEPS, "0"))
-        for waves, targets in bar:
-            waves, targets = waves.to(self.device), targets.to(self.device)
-            waves = augment_waveforms(waves, config.augment, generator=generator)
-            waves, targets = mixup(waves, targets, config.augment, generator=generator)
+        for batch in bar:
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            waves = augment_waveforms(batch.pop("wave"), config.augment, generator=generator)
+            waves, targets, batch = mixup(waves, batch.pop("clip"), config.augment, generator=generator, extra=batch)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(waves)["clip"]
-            loss = self.loss_fn(logits.float(), targets)
+                outputs = model(waves)
+            loss = self.batch_loss(outputs, targets, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
@@ -243,6 +265,17 @@ class FoldTrainer:
                 os._exit(137)
         return float(np.mean(losses)) if losses else float("nan"), seen / max(1e-9, time.perf_counter() - started)
 
+    def batch_loss(self, outputs: dict[str, torch.Tensor], targets: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Clip loss plus, for heads with a frame output, the loss on labelled frames."""
+        weights = self.config.loss
+        loss = weights.clip_weight * self.loss_fn(outputs["clip"].float(), targets, weight=batch["weight"])
+        if self.label_frames and weights.frame_weight > 0:
+            if "frame" not in outputs:
+                raise InputError(f"loss.frame_weight > 0 needs a head with a frame output (frame, sed), not '{self.config.model.head}'")
+            frame_logits = F.interpolate(outputs["frame"].float(), size=self.label_frames, mode="linear", align_corners=False)
+            loss = loss + weights.frame_weight * self.loss_fn(frame_logits, batch["frame"], weight=batch["frame_weight"])
+        return loss
+
     @torch.no_grad()
     def _validate(self, model) -> dict:
         if self.val_sampler is None:
@@ -252,9 +285,9 @@ class FoldTrainer:
                             batch_size=self.config.infer.batch_size, shuffle=False, generator=_private_generator())
         model.eval()
         logits, targets = [], []
-        for waves, target in loader:
-            logits.append(model(waves.to(self.device))["clip"].float().cpu())
-            targets.append(target)
+        for batch in loader:
+            logits.append(model(batch["wave"].to(self.device))["clip"].float().cpu())
+            targets.append(batch["clip"])
         logits, targets = torch.cat(logits), torch.cat(targets)
         auc, macro = masked_auc(y_true=targets.numpy(), y_score=torch.sigmoid(logits).numpy())
         return {"val_loss": float(masked_bce(logits, targets)), "val_auc": auc, "val_macro_auc": macro}
@@ -296,10 +329,10 @@ class FoldTrainer:
                 module.reset_running_stats()
                 module.momentum = None  # cumulative average over the pass
         specs = self.sampler.sample(min(512, self.config.sampling.crops_per_epoch), seed=12345)
-        loader = DataLoader(CropDataset(specs, paths=self.paths, cache=self.cache, crop_s=self.config.sampling.crop_s),
+        loader = DataLoader(CropDataset(specs, paths=self.sample_paths, cache=self.cache, crop_s=self.config.sampling.crop_s),
                             batch_size=self.config.train.batch_size, generator=_private_generator())
-        for waves, _ in loader:
-            model(waves.to(self.device))
+        for batch in loader:
+            model(batch["wave"].to(self.device))
         model.eval()
         model.spec_augment = augment
 
