@@ -62,3 +62,34 @@ def test_sampler_balances_species_and_tp_fp_and_is_deterministic():
     assert [s.t_start_s for s in sampler.sample(50, seed=1)] == [s.t_start_s for s in specs[:50]]
     for spec in specs[:200]:
         assert 0 <= spec.t_start_s <= 57.0
+
+
+def test_frame_target_knows_only_the_frames_boxes_cover():
+    from dawnchorus.data.crops import frame_target
+
+    # 3 s crop starting at 1 s, 6 frames of 0.5 s (centres 1.25, 1.75, ..., 3.75)
+    target = frame_target(boxes=[tp(0, 1.6, 2.4), fp(1, 3.0, 4.5), fp(0, 2.0, 2.6)], t_start_s=1.0, crop_s=3.0,
+                          classes=CLASSES, n_frames=6)
+    np.testing.assert_array_equal(target[0], [NAN, 1, 1, NAN, NAN, NAN])  # TP wins over the FP at 2.25 s
+    np.testing.assert_array_equal(target[1], [NAN, NAN, NAN, NAN, 0, 0])
+    assert np.isnan(target[2:]).all()
+    assert frame_target(boxes=[tp(0, 1.6, 2.4)], t_start_s=1.0, crop_s=3.0, classes=CLASSES, n_frames=0).shape == (4, 0)
+
+
+def test_soft_labels_fill_unknowns_with_lower_weight_and_hard_labels_win():
+    from dawnchorus.data.crops import SoftLabels
+
+    grid = np.zeros((12, 4), dtype=np.float32)  # 6 s at 0.5 s steps
+    grid[4:6, 1] = 0.8  # teacher hears class 1 at 2.0-3.0 s
+    grid[:, 0] = 0.3
+    soft = SoftLabels({"r": grid, "u": grid.copy()}, step_s=0.5)
+    sampler = CropSampler(boxes=[tp(0, 2.0, 2.5)], durations_s={"r": 6.0}, classes=CLASSES, crop_s=3.0, min_inside=0.6,
+                          tp_fraction=1.0, label_frames=6, soft_labels=soft, pseudo_prob=0.5, pseudo_weight=0.25)
+    spec = sampler.spec("r", 1.0)
+    assert spec.target[0] == 1 and spec.weight[0] == 1  # the TP box overrides the teacher's 0.3
+    assert spec.target[1] == pytest.approx(0.8) and spec.weight[1] == 0.25
+    np.testing.assert_allclose(spec.frame_target[1], [0, 0, 0.8, 0.8, 0, 0])
+    np.testing.assert_array_equal(spec.frame_weight[0], [0.25, 0.25, 1, 0.25, 0.25, 0.25])
+    # Pseudo crops are drawn anywhere, from recordings without boxes too.
+    drawn = {s.recording_id for s in sampler.sample(200, seed=1)}
+    assert drawn == {"r", "u"}

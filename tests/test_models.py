@@ -14,8 +14,14 @@ def test_models_map_waves_to_logits(head, backbone):
     model = build_model(features=FEATURES, model=ModelConfig(backbone=backbone, head=head), n_classes=5).eval()
     out = model(torch.randn(2, 16000))
     assert out["clip"].shape == (2, 5)
-    if head == "sed":
+    if head in ("sed", "frame"):
         assert out["frame"].shape[:2] == (2, 5) and out["frame"].shape[2] >= 3
+
+
+def test_frame_head_clip_is_the_strongest_frame():
+    model = build_model(features=FEATURES, model=ModelConfig(backbone="resnet18", head="frame"), n_classes=3).eval()
+    out = model(torch.randn(2, 24000))
+    torch.testing.assert_close(out["clip"], out["frame"].amax(dim=-1))
 
 
 def test_gem_pool_and_input_channels():

@@ -119,3 +119,25 @@ def test_cli_train_and_predict_contract(corpus, tmp_path):
     assert bad.exit_code == 2 and "train.epochs: expected int" in bad.output
     missing = runner.invoke(app, ["predict", "--run", str(tmp_path), "--audio", str(corpus / "test"), "--out", str(tmp_path / "x.csv")])
     assert missing.exit_code == 2 and "not a training run" in missing.output
+
+
+def test_frame_model_learns_from_box_frames_and_predicts_on_a_time_grid(corpus, tmp_path):
+    config = fast_config("model.head=frame", "loss.frame_weight=1.0", "infer.frame_step_s=0.5", "infer.aggregate=max")
+    run = train(data_dir=corpus, out_dir=tmp_path / "frame", config=config)
+    result = predict(run_dirs=[run], audio_dir=corpus / "test", device="cpu")
+    windows = result.windows
+    assert len(windows) == 3 * 8  # 4 s on a 0.5 s grid
+    first = windows[windows.recording_id == windows.recording_id.iloc[0]]
+    np.testing.assert_allclose(first.t_start_s, np.arange(8) * 0.5)
+    np.testing.assert_allclose(first.t_end_s - first.t_start_s, 0.5)
+    columns = result.species.columns
+    np.testing.assert_allclose(result.submission[columns].to_numpy(),
+                               aggregate_windows(windows, species_columns=columns)[columns].to_numpy(), rtol=1e-6)
+
+    # Several window lengths and shifted passes meet on the same grid and change the scores.
+    richer = predict(run_dirs=[run], audio_dir=corpus / "test", device="cpu", extra_window_s=[1.0], tta_shifts=2)
+    assert richer.windows[["recording_id", "t_start_s"]].equals(windows[["recording_id", "t_start_s"]])
+    assert not np.allclose(richer.windows[columns].to_numpy(), windows[columns].to_numpy())
+
+    with pytest.raises(InputError, match="needs a head with a frame output"):
+        train(data_dir=corpus, out_dir=tmp_path / "clip", config=fast_config("loss.frame_weight=1.0"))
