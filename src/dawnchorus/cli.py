@@ -15,7 +15,7 @@ from typing import List, Optional
 
 import typer
 
-from .errors import DawnchorusError
+from .errors import DawnchorusError, InputError
 
 app = typer.Typer(help="Find which bird and frog species call in soundscape recordings.", no_args_is_help=True, add_completion=False)
 raven_app = typer.Typer(help="Convert between Raven Pro selection tables and RFCx label CSVs.", no_args_is_help=True)
@@ -121,15 +121,38 @@ def train(
     preset: str = typer.Option("cpu-small", "--preset", help="Preset name (cpu-small, gpu) or a YAML config file."),
     overrides: List[str] = typer.Option([], "--set", help="Override a config field: section.key=value (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    pseudo_rounds: Optional[int] = typer.Option(None, "--pseudo-rounds", help="Pseudo-label rounds after training (default: the config's pseudo.rounds)."),
+    pseudo_audio: Optional[Path] = typer.Option(None, "--pseudo-audio", help="More recordings for the teacher to label, e.g. the test split."),
 ):
-    """Train the detector from TP/FP boxes (k-fold, masked loss)."""
+    """Train the detector from TP/FP boxes (k-fold, masked loss), then any pseudo-label rounds."""
     from .config import load_config, load_preset, with_overrides
+    from .pseudo import train_pseudo_rounds
     from .train import train as train_run
 
     config = load_config(preset) if preset.endswith((".yaml", ".yml")) else load_preset(preset)
-    config = with_overrides(config, list(overrides))
+    extra = [f"pseudo.rounds={pseudo_rounds}"] if pseudo_rounds is not None else []
+    extra += [f"pseudo.audio_dir={pseudo_audio}"] if pseudo_audio is not None else []
+    config = with_overrides(config, list(overrides) + extra)
     run_dir = train_run(data_dir=data, out_dir=out, config=config, resume=resume, progress=True)
     typer.echo(f"trained: {run_dir}")
+    if config.pseudo.rounds > 0:
+        for round_dir in train_pseudo_rounds(run_dir=run_dir, data_dir=data, rounds=config.pseudo.rounds, progress=True):
+            typer.echo(f"pseudo-label round: {round_dir}")
+
+
+@app.command()
+@friendly_errors
+def pseudo(
+    run: Path = typer.Option(..., "--run", help="Trained run directory (the first teacher)."),
+    data: Path = typer.Option(..., "--data", help="The dataset directory the run was trained on."),
+    rounds: int = typer.Option(1, "--rounds", help="Make sure rounds 1..N exist (finished ones are kept, an unfinished one resumes)."),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="More recordings for the teacher to label, e.g. the test split."),
+):
+    """Pseudo-label rounds: the teacher labels every recording framewise, a student trains on it."""
+    from .pseudo import train_pseudo_rounds
+
+    for round_dir in train_pseudo_rounds(run_dir=run, data_dir=data, rounds=rounds, audio_dir=audio, progress=True):
+        typer.echo(f"pseudo-label round: {round_dir}")
 
 
 @app.command()
@@ -145,16 +168,33 @@ def predict(
     window_s: Optional[float] = typer.Option(None, "--window-s", help="Window length (default: the run's infer.window_s)."),
     hop_s: Optional[float] = typer.Option(None, "--hop-s", help="Window hop (default: the run's infer.hop_s)."),
     aggregate: Optional[str] = typer.Option(None, "--aggregate", help="max or topk_mean (default: the run's)."),
+    frame_step_s: Optional[float] = typer.Option(None, "--frame-step-s", help="Framewise scores on this time grid (default: the run's infer.frame_step_s)."),
+    extra_window_s: List[float] = typer.Option([], "--extra-window-s", help="Multi-scale: another window length, averaged on the frame grid (repeatable)."),
+    tta_shifts: Optional[int] = typer.Option(None, "--tta-shifts", help="Test-time augmentation: passes with windows shifted by hop/N."),
+    pseudo_round: Optional[int] = typer.Option(None, "--round", help="Pseudo-label round to predict with (default: the last finished; 0 = the first model)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+    prior: Optional[Path] = typer.Option(None, "--prior", help="CSV species_id,prevalence: rescale the scores to these test prevalences (implies --postprocess)."),
+    postprocess: Optional[bool] = typer.Option(None, "--postprocess/--no-postprocess", help="Rescale the scores to the test prevalences (--prior, else estimated); the first run's oof.csv, if present, is the reference (else 0.5)."),
 ):
     """Predict species presence for every recording (sliding windows, folds averaged)."""
     from .infer import detections_table, predict as predict_run, write_raven_detections
     from .submission import write_submission
 
+    if prior is not None and postprocess is False:
+        raise InputError("--prior only has an effect with post-processing; drop --no-postprocess or --prior")
+    if prior is not None:
+        from .data import read_prior_csv
+
+        read_prior_csv(prior)  # a broken prior file should fail before a long prediction, not after
     result = predict_run(run_dirs=run, audio_dir=audio, window_s=window_s, hop_s=hop_s, aggregate=aggregate,
-                         device=device, progress=sys.stderr.isatty())
-    write_submission(out, result.submission)
-    typer.echo(f"wrote {out} ({len(result.submission)} recordings)")
+                         frame_step_s=frame_step_s, extra_window_s=extra_window_s or None, tta_shifts=tta_shifts,
+                         pseudo_round=pseudo_round, device=device, progress=sys.stderr.isatty())
+    submission = result.submission
+    if postprocess or prior is not None:
+        oof = run[0] / "oof.csv"
+        submission = _postprocess_and_report(scores=submission, source="predictions", out=out, prior_path=prior, run_dir=run[0] if oof.is_file() else None)
+    write_submission(out, submission)
+    typer.echo(f"wrote {out} ({len(submission)} recordings)")
     if detections is not None or raven_dir is not None:
         species = result.species
         table = detections_table(result.windows, species=species, min_score=min_score)
@@ -165,6 +205,76 @@ def predict(
         if raven_dir is not None:
             written = write_raven_detections(table, out_dir=raven_dir, species=species, threshold=raven_threshold)
             typer.echo(f"wrote {len(written)} Raven table(s) to {raven_dir}")
+
+
+def _postprocess_and_report(*, scores, source: str, out: Path, prior_path: Optional[Path], run_dir: Optional[Path], **options):
+    """Shared by 'postprocess' and 'predict': rescale, print the factors, write the priors sidecar."""
+    from .postprocess import postprocess as postprocess_scores
+    from .postprocess import read_prior_table, reference_from_run, species_columns_of
+
+    columns = species_columns_of(scores, source=source)
+    prior_table = read_prior_table(prior_path, columns=columns) if prior_path is not None else None
+    reference = reference_from_run(run_dir, columns=columns) if run_dir is not None else None
+    result = postprocess_scores(scores=scores, prior=prior_table, reference=reference, source=source, **options)
+    reference_text = f"mean out-of-fold prediction in {run_dir}" if run_dir is not None else "0.5"
+    typer.echo(f"{result.source}; reference prior: {reference_text}")
+    cells = [f"s{r.species_id}: {'-' if r.prevalence != r.prevalence else f'{r.prevalence:.3f}'} x{r.factor:.3g}"
+             for r in result.species.itertuples()]  # prevalence is NaN (shown '-') with a fixed --factor
+    typer.echo("species: prevalence x factor")
+    for first in range(0, len(cells), 6):
+        typer.echo("  " + "   ".join(cells[first : first + 6]))
+    sidecar = out.with_suffix(".priors.csv")
+    sidecar.parent.mkdir(parents=True, exist_ok=True)
+    result.species.to_csv(sidecar, index=False, float_format="%.6g")
+    typer.echo(f"wrote {sidecar}")
+    return result.scores
+
+
+@app.command("postprocess")
+@friendly_errors
+def postprocess_command(
+    pred: Path = typer.Option(..., "--pred", help="Submission CSV recording_id,s0..sN to rescale."),
+    out: Path = typer.Option(..., "--out", help="Rescaled submission CSV; the factors go to <out>.priors.csv."),
+    prior: Optional[Path] = typer.Option(None, "--prior", help="CSV species_id,prevalence of the test set (default: estimate it)."),
+    run: Optional[Path] = typer.Option(None, "--run", help="Training run whose oof.csv gives the reference prior (default: 0.5)."),
+    method: str = typer.Option("odds", "--method", help="odds, power or linear."),
+    factor: Optional[float] = typer.Option(None, "--factor", help="One fixed factor for every species instead of a prior."),
+    estimate: str = typer.Option("em", "--estimate", help="Prior estimator without --prior: em or count."),
+    labels_per_recording: Optional[float] = typer.Option(None, "--labels-per-recording", help="Species per recording for --estimate count (default: the model's own expected count)."),
+    gamma: float = typer.Option(0.5, "--gamma", help="Exponent of the power scaling, p * (prior/reference)**gamma."),
+):
+    """Rescale a submission to the test prevalences: from a prior table, or estimated from the scores."""
+    from .metrics import read_score_table
+    from .submission import write_submission
+
+    scores = read_score_table(path=pred, kind="submission")
+    options = {"method": method, "factor": factor, "estimate": estimate, "labels_per_recording": labels_per_recording, "gamma": gamma}
+    result = _postprocess_and_report(scores=scores, source=str(pred), out=out, prior_path=prior, run_dir=run, **options)
+    write_submission(out, result)
+    typer.echo(f"wrote {out} ({len(result)} recordings)")
+
+
+@app.command()
+@friendly_errors
+def ensemble(
+    tables: List[Path] = typer.Argument(..., help="Submission CSVs with the same recordings and species."),
+    out: Path = typer.Option(..., "--out", help="Ensembled submission CSV (rows in the first file's order)."),
+    method: str = typer.Option("mean", "--method", help="mean, rank or geometric."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="One weight per file, comma-separated (default: equal)."),
+):
+    """Combine several submissions into one by a (weighted) mean, rank mean or geometric mean."""
+    from .ensemble import ensemble_tables
+    from .metrics import read_score_table
+    from .submission import write_submission
+
+    try:
+        weight_list = [float(w) for w in weights.split(",")] if weights else None
+    except ValueError:
+        raise InputError(f"--weights must be numbers separated by commas; got {weights!r}") from None
+    frames = [read_score_table(path=path, kind="submission") for path in tables]
+    combined = ensemble_tables(tables=frames, method=method, weights=weight_list, sources=[str(p) for p in tables])
+    write_submission(out, combined)
+    typer.echo(f"wrote {out} ({len(combined)} recordings, {method} of {len(tables)} tables)")
 
 
 @raven_app.command("import")

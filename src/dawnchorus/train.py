@@ -87,6 +87,11 @@ def prepare_run(*, data_dir, out_dir, config: RunConfig, resume: bool) -> tuple[
         config = saved_config
     elif resume:
         raise InputError(f"{out_dir}: nothing to resume (no config.yaml); start the run without --resume")
+    for name in ("epochs", "batch_size"):
+        if getattr(config.train, name) < 1:
+            raise InputError(f"train.{name} must be at least 1, not {getattr(config.train, name)}")
+    if config.sampling.crops_per_epoch < 1:
+        raise InputError(f"sampling.crops_per_epoch must be at least 1, not {config.sampling.crops_per_epoch}")
     dataset = load_dataset(data_dir, require_labels=True)
     if not dataset.tp:
         raise InputError(f"{dataset.root / 'train_tp.csv'}: no TP boxes; training needs at least one")

@@ -1,0 +1,124 @@
+"""The postprocess and ensemble commands, and predict's post-processing options."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from dawnchorus.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def pred(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.uniform(0.05, 0.95, size=(20, 3)), columns=["s0", "s1", "s2"])
+    frame.insert(0, "recording_id", [f"r{i:02d}" for i in range(20)])
+    path = tmp_path / "pred.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def prior(tmp_path):
+    path = tmp_path / "prior.csv"
+    path.write_text("species_id,prevalence\n0,0.9\n1,0.1\n2,0.02\n")
+    return path
+
+
+def test_postprocess_with_a_prior_writes_scores_and_sidecar(pred, prior, tmp_path):
+    out = tmp_path / "new.csv"
+    result = invoke("postprocess", "--pred", pred, "--out", out, "--prior", prior)
+    assert result.exit_code == 0, result.output
+    assert "prior table" in result.output and "s1: 0.100 x0.111" in result.output
+    before, after = pd.read_csv(pred), pd.read_csv(out)
+    assert after.recording_id.tolist() == before.recording_id.tolist()
+    assert (after.s0 > before.s0).all() and (after.s2 < before.s2).all()
+    sidecar = pd.read_csv(tmp_path / "new.priors.csv")
+    assert sidecar.species_id.tolist() == [0, 1, 2] and sidecar.prevalence.tolist() == [0.9, 0.1, 0.02]
+    assert sidecar.factor.tolist() == pytest.approx([9.0, 1 / 9, 0.02 / 0.98], rel=1e-5)
+
+
+def test_postprocess_estimates_without_a_prior_and_uses_the_run_reference(pred, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "oof.csv").write_text("recording_id,fold,s0,s1,s2\na,0,0.2,0.4,0.5\nb,1,0.4,0.6,0.5\n")
+    for extra in ([], ["--run", run], ["--estimate", "count", "--labels-per-recording", "1.2"], ["--factor", "2"]):
+        out = tmp_path / "est.csv"
+        result = invoke("postprocess", "--pred", pred, "--out", out, *extra)
+        assert result.exit_code == 0, result.output
+        assert pd.read_csv(out).shape == (20, 4) and (tmp_path / "est.priors.csv").is_file()
+    assert "fixed factor 2" in result.output
+
+
+def test_postprocess_errors_name_the_bad_file(pred, tmp_path):
+    partial = tmp_path / "partial.csv"
+    partial.write_text("species_id,prevalence\n0,0.5\n")
+    result = invoke("postprocess", "--pred", pred, "--out", tmp_path / "o.csv", "--prior", partial)
+    assert result.exit_code == 2 and "partial.csv: no value for species 1, 2" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "o.csv").exists()
+    broken = tmp_path / "broken.csv"
+    broken.write_text("recording_id,s0,s1\nr1,0.5,\n")
+    result = invoke("postprocess", "--pred", broken, "--out", tmp_path / "o.csv")
+    assert result.exit_code == 2 and "broken.csv" in result.output and "empty or NaN" in result.output
+    result = invoke("postprocess", "--pred", pred, "--out", tmp_path / "o.csv", "--run", tmp_path / "norun")
+    assert result.exit_code == 2 and "norun/oof.csv: not found" in result.output
+
+
+def test_ensemble_command(pred, tmp_path):
+    other = tmp_path / "other.csv"
+    frame = pd.read_csv(pred)
+    frame.iloc[::-1].assign(s0=0.5).to_csv(other, index=False)
+    out = tmp_path / "ens.csv"
+    result = invoke("ensemble", pred, other, "--method", "mean", "--weights", "1,3", "--out", out)
+    assert result.exit_code == 0, result.output
+    combined = pd.read_csv(out)
+    assert combined.recording_id.tolist() == frame.recording_id.tolist()
+    assert combined.s0.to_numpy() == pytest.approx(0.25 * frame.s0.to_numpy() + 0.375, abs=1e-5)
+    short = tmp_path / "short.csv"
+    frame.head(5).to_csv(short, index=False)
+    result = invoke("ensemble", pred, short, "--out", out)
+    assert result.exit_code == 2 and "short.csv: 15 recording(s) of the first table missing" in result.output
+    result = invoke("ensemble", pred, other, "--weights", "1,x", "--out", out)
+    assert result.exit_code == 2 and "--weights must be numbers" in result.output
+
+
+@pytest.fixture
+def fake_predict(monkeypatch, tmp_path):
+    """predict's post-processing options, without training a model: infer.predict returns fixed scores."""
+    from dawnchorus import infer
+    from dawnchorus.data.species import SpeciesTable
+
+    submission = pd.DataFrame({"recording_id": ["a", "b"], "s0": [0.5, 0.4], "s1": [0.6, 0.3]})
+    windows = submission.assign(t_start_s=0.0, t_end_s=1.0)
+    species = SpeciesTable.from_ids([0, 1])
+    monkeypatch.setattr(infer, "predict", lambda **kwargs: infer.Prediction(submission=submission, windows=windows, species=species))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "oof.csv").write_text("recording_id,fold,s0,s1\nx,0,0.5,0.5\n")
+    return run, submission
+
+
+def test_predict_applies_post_processing_only_when_asked(fake_predict, tmp_path):
+    run, submission = fake_predict
+    plain = tmp_path / "plain.csv"
+    result = invoke("predict", "--run", run, "--audio", tmp_path, "--out", plain)
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(plain).s0.tolist() == submission.s0.tolist() and not (tmp_path / "plain.priors.csv").exists()
+    prior = tmp_path / "prior.csv"
+    prior.write_text("species_id,prevalence\n0,0.2\n1,0.8\n")
+    scaled = tmp_path / "scaled.csv"
+    result = invoke("predict", "--run", run, "--audio", tmp_path, "--out", scaled, "--prior", prior)
+    assert result.exit_code == 0, result.output
+    assert "mean out-of-fold prediction" in result.output
+    assert pd.read_csv(scaled).s0.tolist() == pytest.approx([0.2, 1 / 7], rel=1e-5)  # odds 2/3 times odds(0.2) = 1/4
+    assert (tmp_path / "scaled.priors.csv").is_file()
+    result = invoke("predict", "--run", run, "--audio", tmp_path, "--out", scaled, "--postprocess")
+    assert result.exit_code == 0 and "em estimate" in result.output
+    result = invoke("predict", "--run", run, "--audio", tmp_path, "--out", scaled, "--prior", prior, "--no-postprocess")
+    assert result.exit_code == 2 and "--prior only has an effect" in result.output

@@ -1,0 +1,179 @@
+"""Prior-aware post-processing: scalings, prior estimation, the top-level call, smoothing."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dawnchorus.errors import InputError
+from dawnchorus.metrics import lwlrap
+from dawnchorus.postprocess import (
+    estimate_prevalence_count,
+    estimate_prevalence_em,
+    linear_scale,
+    odds_scale,
+    postprocess,
+    power_scale,
+    read_prior_table,
+    reference_from_run,
+    smooth_windows,
+)
+
+
+def calibrated_scores(prevalences, *, n=3000, separation=1.0, seed=0):
+    """Labels drawn at ``prevalences``; scores are exact posteriors for a prior of 0.5.
+
+    Each species' evidence x is N(+separation, 1) when present and N(-separation, 1) when
+    absent, so the likelihood ratio is exp(2 * separation * x) and the balanced posterior
+    is its logistic: what a detector trained on balanced TP/FP crops should output.
+    """
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((n, len(prevalences))) < np.asarray(prevalences)).astype(int)
+    evidence = rng.normal(np.where(labels == 1, separation, -separation), 1.0)
+    return labels, 1 / (1 + np.exp(-2 * separation * evidence))
+
+
+def table(scores, ids=None):
+    frame = pd.DataFrame(scores, columns=[f"s{k}" for k in (ids or range(scores.shape[1]))])
+    frame.insert(0, "recording_id", [f"r{i}" for i in range(len(frame))])
+    return frame
+
+
+def test_odds_scale_identity_known_values_and_monotone():
+    p = np.array([[0.01, 0.2, 0.5], [0.3, 0.9, 0.999]])
+    np.testing.assert_allclose(odds_scale(p, np.ones(3)), p, atol=1e-9)
+    # p=0.5 has odds 1, times 3 is odds 3 -> 0.75; p=0.2 has odds 1/4, times 4 -> 0.5
+    np.testing.assert_allclose(odds_scale(np.array([[0.5, 0.2]]), np.array([3.0, 4.0])), [[0.75, 0.5]])
+    grid = np.linspace(0, 1, 101)[:, None].repeat(2, axis=1)
+    scaled = odds_scale(grid, np.array([0.05, 20.0]))
+    assert (np.diff(scaled, axis=0) >= 0).all() and ((scaled > 0) & (scaled < 1)).all()
+
+
+def test_linear_and_power_scales():
+    p = np.array([[0.5, 0.8]])
+    np.testing.assert_allclose(linear_scale(p, np.array([0.5, 2.0])), [[0.25, 1.0]])  # clipped at 1
+    np.testing.assert_allclose(power_scale(p, np.array([0.25, 1.0]), gamma=0.5), [[0.25, 0.8]])
+
+
+def test_em_recovers_a_known_prevalence_from_calibrated_scores():
+    labels, scores = calibrated_scores([0.1, 0.4], n=4000)
+    found = estimate_prevalence_em(scores, np.array([0.5, 0.5]))
+    assert found.converged
+    assert found.prevalence == pytest.approx(labels.mean(axis=0), abs=0.02)
+    assert found.adjusted.mean(axis=0) == pytest.approx(found.prevalence, abs=1e-4)
+
+
+def test_count_matching_hits_the_target_count_and_recovers_prevalences():
+    prevalences = [0.05, 0.2, 0.6, 0.9]
+    labels, scores = calibrated_scores(prevalences, n=4000, separation=1.5)
+    found = estimate_prevalence_count(scores, np.full(4, 0.5), labels_per_recording=labels.sum(axis=1).mean())
+    assert found.prevalence.sum() == pytest.approx(labels.sum(axis=1).mean(), abs=1e-4)
+    assert found.prevalence == pytest.approx(labels.mean(axis=0), abs=0.03)
+    with pytest.raises(InputError, match="between 0 and the number of species"):
+        estimate_prevalence_count(scores, np.full(4, 0.5), labels_per_recording=5)
+
+
+def test_degenerate_species_are_clamped_with_a_warning_naming_them():
+    scores = np.column_stack([np.zeros(100), (np.arange(100) < 30).astype(float), np.full(100, 0.5)])
+    with pytest.warns(UserWarning, match="s0"):
+        found = estimate_prevalence_em(scores, np.full(3, 0.5), columns=["s0", "s1", "s2"])
+    assert found.prevalence[0] == pytest.approx(0.005)  # never predicted: the floor, half a recording
+    assert found.prevalence[1] == pytest.approx(0.3, abs=1e-3)  # hard 0/1 scores: the fraction of ones
+    assert np.isfinite(found.adjusted).all()
+    with pytest.warns(UserWarning) as caught:
+        estimate_prevalence_em(scores, np.full(3, 0.5), columns=["s0", "s1", "s2"], max_iter=1)
+    assert any("did not converge in 1 iterations (still moving: s0, s1)" in str(w.message) for w in caught)
+
+
+def test_prior_table_scaling_raises_lwlrap_when_test_prevalence_differs():
+    prevalences = [0.9, 0.5, 0.2, 0.1, 0.05, 0.02]
+    labels, scores = calibrated_scores(prevalences, n=1500, separation=0.8, seed=3)
+    raw = lwlrap(y_true=labels, y_score=scores)
+    frame = table(scores)
+    with_prior = postprocess(scores=frame, prior=dict(enumerate(prevalences)))
+    estimated = postprocess(scores=frame, estimate="em")
+    assert lwlrap(y_true=labels, y_score=with_prior.scores.iloc[:, 1:].to_numpy()) > raw + 0.05
+    # on calibrated scores, EM alone comes close to knowing the prior
+    assert lwlrap(y_true=labels, y_score=estimated.scores.iloc[:, 1:].to_numpy()) > raw + 0.04
+    assert estimated.species.prevalence.to_numpy() == pytest.approx(labels.mean(axis=0), abs=0.05)
+
+
+def test_postprocess_factors_from_prior_reference_and_fixed_factor():
+    frame = table(np.array([[0.5, 0.5], [0.2, 0.9]]), ids=[3, 7])
+    result = postprocess(scores=frame, prior={3: 0.2, 7: 0.5})
+    # reference 0.5 -> the odds factor is odds(prior)
+    assert result.species.factor.tolist() == pytest.approx([0.25, 1.0])
+    # 0.2 has odds 0.25; times 0.25 is 0.0625, back to 0.0625 / 1.0625
+    assert result.scores.s3.tolist() == pytest.approx([0.2, 0.0625 / 1.0625])
+    assert result.scores.recording_id.tolist() == ["r0", "r1"]
+    with_ref = postprocess(scores=frame, prior={3: 0.2, 7: 0.5}, reference={3: 0.2, 7: 0.8})
+    assert with_ref.species.factor.tolist() == pytest.approx([1.0, 0.25])
+    fixed = postprocess(scores=frame, factor=2.0)
+    assert fixed.species.factor.tolist() == [2.0, 2.0] and fixed.species.prevalence.isna().all()
+    power = postprocess(scores=frame, prior={3: 0.2, 7: 0.8}, method="power")
+    # same ranking as p * prior**0.5: factors (0.4, 1.6)**0.5, divided by the largest
+    assert power.species.factor.tolist() == pytest.approx([0.5, 1.0])
+    assert (power.scores[["s3", "s7"]].to_numpy() <= 1).all()
+
+
+def test_postprocess_rejects_bad_input_naming_the_problem():
+    frame = table(np.array([[0.5, 0.5], [0.2, 0.9]]))
+    with pytest.raises(InputError, match="no value for species 1"):
+        postprocess(scores=frame, prior={0: 0.2})
+    with pytest.raises(InputError, match="species 5 not among the score columns"):
+        postprocess(scores=frame, prior={0: 0.2, 1: 0.3, 5: 0.1})
+    with pytest.raises(InputError, match="values of species 1 are not strictly between 0 and 1"):
+        postprocess(scores=frame, prior={0: 0.2, 1: 1.0})
+    broken = frame.assign(s1=[0.5, np.nan])
+    with pytest.raises(InputError, match="my.csv: species column.s. s1 hold NaN"):
+        postprocess(scores=broken, source="my.csv")
+    with pytest.raises(InputError, match="scaling 'softmax' is unknown"):
+        postprocess(scores=frame, method="softmax")
+    with pytest.raises(InputError, match="estimator 'magic' is unknown"):
+        postprocess(scores=frame, estimate="magic")
+    with pytest.raises(InputError, match="not both"):
+        postprocess(scores=frame, prior={0: 0.2, 1: 0.3}, factor=2.0)
+
+
+def test_prior_and_reference_files(tmp_path):
+    path = tmp_path / "prior.csv"
+    path.write_text("species_id,prevalence\n0,0.1\n")
+    with pytest.raises(InputError, match=r"prior\.csv: no value for species 1"):
+        read_prior_table(path, columns=["s0", "s1"])
+    (tmp_path / "oof.csv").write_text("recording_id,fold,s0,s1\na,0,0.2,0.4\nb,1,0.4,0.8\n")
+    assert reference_from_run(tmp_path) == pytest.approx({0: 0.3, 1: 0.6})
+    with pytest.raises(InputError, match=r"oof\.csv: no value for species 2"):
+        reference_from_run(tmp_path, columns=["s0", "s1", "s2"])
+    with pytest.raises(InputError, match="not found"):
+        reference_from_run(tmp_path / "missing")
+
+
+def windows_table():
+    # recording b is listed first and out of time order, to check both are handled
+    return pd.DataFrame({
+        "recording_id": ["b", "b", "a", "a", "a", "a", "a"],
+        "t_start_s": [1.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0],
+        "t_end_s": [2.0, 1.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+        "s0": [0.0, 0.6, 0.1, 0.1, 0.9, 0.1, 0.1],
+        "s1": [0.5, 0.5, 0.2, 0.4, 0.6, 0.8, 1.0],
+    })
+
+
+def test_smoothing_keeps_keys_and_damps_an_isolated_spike():
+    windows = windows_table()
+    mean = smooth_windows(windows, length=3)
+    pd.testing.assert_frame_equal(mean[["recording_id", "t_start_s", "t_end_s"]],
+                                  windows[["recording_id", "t_start_s", "t_end_s"]])
+    assert mean.s0.tolist()[2:] == pytest.approx([0.1, 11 / 30, 11 / 30, 11 / 30, 0.1])
+    assert mean.s0.tolist()[:2] == pytest.approx([0.3, 0.3])  # b's two windows only, nothing from a
+    median = smooth_windows(windows, length={"s0": 3}, method="median")
+    assert median.s0.tolist()[2:] == pytest.approx([0.1] * 5)  # the spike is gone
+    assert median.s1.tolist() == windows.s1.tolist()  # columns not named are left alone
+
+
+def test_smoothing_rejects_bad_lengths():
+    with pytest.raises(InputError, match="s9"):
+        smooth_windows(windows_table(), length={"s9": 3})
+    with pytest.raises(InputError, match="s0=0"):
+        smooth_windows(windows_table(), length={"s0": 0})
+    with pytest.raises(InputError, match="missing key column"):
+        smooth_windows(windows_table().drop(columns="t_end_s"))
