@@ -47,7 +47,7 @@ FRAME=(model.head=frame loss.frame_weight=1.0 infer.frame_step_s=0.5 infer.aggre
 WATCHDOG=$!
 variant clip_long 270 train.epochs=$LONG sampling.crops_per_epoch=$CROPS train.average_best=3 &
 variant frame_long_tponly 270 "${FRAME[@]}" loss.label_mode=tp_only train.epochs=$LONG sampling.crops_per_epoch=$CROPS train.average_best=3 &
-variant frame_long_mixup 270 "${FRAME[@]}" augment.mixup_prob=0.5 augment.time_shift_s=0.5 train.epochs=$LONG sampling.crops_per_epoch=$CROPS train.average_best=3 &
+variant frame_long_mixup 270 "${FRAME[@]}" augment.mixup_prob=0.5 augment.time_shift_fraction=0.25 train.epochs=$LONG sampling.crops_per_epoch=$CROPS train.average_best=3 &
 (
   variant frame_long 240 "${FRAME[@]}" train.epochs=$LONG sampling.crops_per_epoch=$CROPS train.average_best=3
   timeout 150 $PY - "$WORK/runs/frame_long" gpu_recipe_pl "$DATA" "$DEVICE" > "$OUT/frame_long_pl.train.log" 2>&1 <<'EOF'

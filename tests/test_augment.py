@@ -32,7 +32,7 @@ def test_mixup_mixes_waves_and_targets_consistently():
 
 
 def test_waveform_augment_is_seeded_and_noise_hits_the_snr():
-    config = AugmentConfig(gain_db=0.0, noise_prob=1.0, noise_snr_db=(10.0, 10.0), time_shift_s=0.0)
+    config = AugmentConfig(gain_db=0.0, noise_prob=1.0, noise_snr_db=(10.0, 10.0), time_shift_fraction=0.0)
     waves = torch.sin(torch.linspace(0, 400, 32000)).repeat(4, 1)
     first = augment_waveforms(waves, config, generator=torch.Generator().manual_seed(3))
     again = augment_waveforms(waves, config, generator=torch.Generator().manual_seed(3))
@@ -44,9 +44,17 @@ def test_waveform_augment_is_seeded_and_noise_hits_the_snr():
 
 def test_time_shift_rolls_and_gain_scales():
     waves = torch.arange(10.0).repeat(2, 1)
-    shifted = augment_waveforms(waves, AugmentConfig(gain_db=0, noise_prob=0, time_shift_s=0.5), generator=torch.Generator().manual_seed(1))
-    for row in shifted:
+    frame_target = torch.arange(5.0).repeat(2, 3, 1)  # (batch, classes, frames): 2 samples per frame
+    config = AugmentConfig(gain_db=0, noise_prob=0, time_shift_fraction=0.5)
+    shifted, frames = augment_waveforms(waves, config, generator=torch.Generator().manual_seed(1),
+                                        frames={"frame": frame_target})
+    for row, frame_row in zip(shifted, frames["frame"]):
         assert sorted(row.tolist()) == list(range(10))
+        wave_shift = (10 - int(row[0])) % 10  # new[0] = old[-shift]
+        frame_shift = (5 - int(frame_row[0, 0])) % 5
+        assert (frame_row == frame_row[:1]).all()
+        gap = abs(wave_shift / 2 - frame_shift)  # frames move with their samples, to within half a frame
+        assert min(gap, 5 - gap) <= 0.5
     scaled = augment_waveforms(waves + 1, AugmentConfig(gain_db=6, noise_prob=0), generator=torch.Generator().manual_seed(1))
     ratio = scaled / (waves + 1)
     assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio)) and float(ratio.max()) <= 2.0 and float(ratio.min()) >= 0.5

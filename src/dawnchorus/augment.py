@@ -1,6 +1,7 @@
 """Training-time augmentation on batches, vectorised in torch so it runs on CPU or GPU.
 
-Waveform: random gain, Gaussian or pink noise at a random SNR, circular time shift.
+Waveform: random gain, Gaussian or pink noise at a random SNR, circular time shift (frame
+targets roll with it).
 Spectrogram: SpecAugment time/frequency masks. Mixup with the label algebra that partial
 labels need: a mixed class is 1 if either source is 1, 0 only if both are known 0, and
 unknown otherwise (a known 0 mixed with an unknown is still unknown).
@@ -27,15 +28,25 @@ def pink_noise(shape: tuple[int, int], *, generator, device) -> torch.Tensor:
     return pink / pink.std(dim=-1, keepdim=True).clamp_min(1e-8)
 
 
-def augment_waveforms(waves: torch.Tensor, config: AugmentConfig, *, generator: torch.Generator) -> torch.Tensor:
+def _roll(values: torch.Tensor, shift_fraction: torch.Tensor) -> torch.Tensor:
+    """Roll each example's last axis by its own fraction of that axis, as one gather."""
+    length = values.shape[-1]
+    shifts = torch.round(shift_fraction * length).long().view(-1, *([1] * (values.dim() - 1)))
+    index = (torch.arange(length, device=values.device) - shifts) % length
+    return values.gather(-1, index.expand_as(values))
+
+
+def augment_waveforms(waves: torch.Tensor, config: AugmentConfig, *, generator: torch.Generator,
+                      frames: dict[str, torch.Tensor] | None = None):
+    """Time shift, gain and noise. ``frames`` (per-example tensors with time last, such as
+    frame targets) are rolled with their waveform; then ``(waves, frames)`` is returned."""
     batch, length = waves.shape
     device = waves.device
-    if config.time_shift_s > 0:
-        # Rolling by a per-example amount, done as one gather.
-        max_shift = int(config.time_shift_s * length)
-        shifts = torch.randint(-max_shift, max_shift + 1, (batch, 1), generator=generator, device=device)
-        index = (torch.arange(length, device=device).unsqueeze(0) - shifts) % length
-        waves = waves.gather(1, index)
+    if config.time_shift_fraction > 0:
+        fraction = _uniform((batch,), -config.time_shift_fraction, config.time_shift_fraction, generator, device)
+        waves = _roll(waves, fraction)
+        if frames is not None:
+            frames = {name: _roll(values, fraction) if values.shape[-1] else values for name, values in frames.items()}
     if config.gain_db > 0:
         gain_db = _uniform((batch, 1), -config.gain_db, config.gain_db, generator, device)
         waves = waves * torch.pow(10.0, gain_db / 20.0)
@@ -48,7 +59,7 @@ def augment_waveforms(waves: torch.Tensor, config: AugmentConfig, *, generator: 
         which = (torch.rand((batch, 1), generator=generator, device=device) < 0.5).float()
         noise = which * white + (1 - which) * pink
         waves = waves + use * noise * signal_rms / torch.pow(10.0, snr_db / 20.0)
-    return waves
+    return waves if frames is None else (waves, frames)
 
 
 def mix_targets(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -78,7 +78,7 @@ class AugmentConfig:
     gain_db: float = 6.0
     noise_prob: float = 0.5
     noise_snr_db: tuple[float, float] = (5.0, 30.0)
-    time_shift_s: float = 0.0
+    time_shift_fraction: float = 0.0  # circular shift of up to this fraction of the crop, either way
     spec_time_masks: int = 2
     spec_time_mask_frames: int = 20
     spec_freq_masks: int = 2

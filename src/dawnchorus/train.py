@@ -248,7 +248,9 @@ class FoldTrainer:
         stop_after = int(os.environ.get(_STOP_AFTER_STEPS, "0"))
         for batch in bar:
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            waves = augment_waveforms(batch.pop("wave"), config.augment, generator=generator)
+            waves, frames = augment_waveforms(batch.pop("wave"), config.augment, generator=generator,
+                                              frames={k: batch.pop(k) for k in ("frame", "frame_weight")})
+            batch.update(frames)
             waves, targets, batch = mixup(waves, batch.pop("clip"), config.augment, generator=generator, extra=batch)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_amp):
                 outputs = model(waves)
