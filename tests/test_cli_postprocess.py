@@ -122,3 +122,23 @@ def test_predict_applies_post_processing_only_when_asked(fake_predict, tmp_path)
     assert result.exit_code == 0 and "em estimate" in result.output
     result = invoke("predict", "--run", run, "--audio", tmp_path, "--out", scaled, "--prior", prior, "--no-postprocess")
     assert result.exit_code == 2 and "--prior only has an effect" in result.output
+
+
+def test_predict_smooths_windows_before_aggregating_and_knows_the_host_prior(monkeypatch, tmp_path):
+    from dawnchorus import infer
+    from dawnchorus.config import load_preset, save_config
+    from dawnchorus.data.species import SpeciesTable
+
+    windows = pd.DataFrame({"recording_id": ["a"] * 3, "t_start_s": [0.0, 1.0, 2.0], "t_end_s": [1.0, 2.0, 3.0],
+                            "s0": [0.0, 0.9, 0.0], "s1": [0.3, 0.3, 0.3]})
+    submission = pd.DataFrame({"recording_id": ["a"], "s0": [0.9], "s1": [0.3]})
+    monkeypatch.setattr(infer, "predict", lambda **kwargs: infer.Prediction(submission=submission, windows=windows,
+                                                                            species=SpeciesTable.from_ids([0, 1])))
+    run = tmp_path / "run"
+    save_config(load_preset("cpu-small"), run / "config.yaml")
+    out = tmp_path / "smoothed.csv"
+    result = invoke("predict", "--run", run, "--audio", tmp_path, "--out", out, "--smooth", "3", "--aggregate", "max")
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out).s0.tolist() == pytest.approx([0.45])  # the spike averaged with its neighbours
+    result = invoke("predict", "--run", run, "--audio", tmp_path, "--out", out, "--prior", "rfcx-host-paper")
+    assert result.exit_code == 2 and "species" in result.output  # the RFCx table does not fit a 2-species run

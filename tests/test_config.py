@@ -33,3 +33,8 @@ def test_bad_yaml_sections_are_named():
         from_dict({"trainer": {}}, source="x.yaml")
     with pytest.raises(InputError, match="x.yaml: features.n_mels: expected int"):
         from_dict({"features": {"n_mels": "many"}}, source="x.yaml")
+
+
+def test_configs_saved_with_a_renamed_key_still_load():
+    config = from_dict({"augment": {"time_shift_s": 0.25}}, source="old run")
+    assert config.augment.time_shift_fraction == 0.25

@@ -10,7 +10,9 @@ from test_train_infer import FAST
 def test_demo_runs_end_to_end_and_reuses_its_corpus(tmp_path):
     report = run_demo(out_dir=tmp_path, n_train=8, n_test=3, seed=2, duration_s=4.0, overrides=tuple(FAST))
     text = report.read_text()
-    assert "| dawnchorus cpu-small |" in text and "constant prior" in text and "example_detections.png" in text
+    assert "| dawnchorus cpu-small (raw scores) |" in text and "constant prior" in text and "example_detections.png" in text
+    assert "host paper's test prevalence (odds scaling)" in text and "estimated test prevalence" in text
+    assert (tmp_path / "submission_prior.csv").is_file() and (tmp_path / "submission_estimated.csv").is_file()
     assert (tmp_path / "example_detections.png").stat().st_size > 10_000
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert 0.0 <= metrics["lwlrap"] <= 1.0 and len(metrics["per_species"]) == 24

@@ -7,6 +7,7 @@ import pytest
 from dawnchorus.errors import InputError
 from dawnchorus.metrics import lwlrap
 from dawnchorus.postprocess import (
+    estimate_prevalence_cc,
     estimate_prevalence_count,
     estimate_prevalence_em,
     linear_scale,
@@ -60,6 +61,17 @@ def test_em_recovers_a_known_prevalence_from_calibrated_scores():
     assert found.converged
     assert found.prevalence == pytest.approx(labels.mean(axis=0), abs=0.02)
     assert found.adjusted.mean(axis=0) == pytest.approx(found.prevalence, abs=1e-4)
+
+
+def test_classify_and_count_survives_overconfident_scores():
+    labels, scores = calibrated_scores([0.1, 0.5, 0.9], n=4000, separation=2.0)
+    overconfident = scores ** 0.25  # what a max over many windows does to absent species' scores
+    found = estimate_prevalence_cc(overconfident ** 4, np.full(3, 0.5))
+    assert found.prevalence == pytest.approx(labels.mean(axis=0), abs=0.03)
+    by_em = estimate_prevalence_em(overconfident, np.full(3, 0.5)).prevalence
+    by_cc = estimate_prevalence_cc(overconfident, np.full(3, 0.5), threshold=0.5 ** 0.25).prevalence
+    true = labels.mean(axis=0)
+    assert np.abs(by_cc - true).max() < 0.03 < np.abs(by_em - true).max()
 
 
 def test_count_matching_hits_the_target_count_and_recovers_prevalences():

@@ -6,6 +6,7 @@ the user can fix (``DawnchorusError``) are printed as one clear message with exi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -171,6 +172,7 @@ def predict(
     frame_step_s: Optional[float] = typer.Option(None, "--frame-step-s", help="Framewise scores on this time grid (default: the run's infer.frame_step_s)."),
     extra_window_s: List[float] = typer.Option([], "--extra-window-s", help="Multi-scale: another window length, averaged on the frame grid (repeatable)."),
     tta_shifts: Optional[int] = typer.Option(None, "--tta-shifts", help="Test-time augmentation: passes with windows shifted by hop/N."),
+    smooth: int = typer.Option(1, "--smooth", help="Moving mean over this many consecutive windows (or frame steps) before aggregating."),
     pseudo_round: Optional[int] = typer.Option(None, "--round", help="Pseudo-label round to predict with (default: the last finished; 0 = the first model)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
     prior: Optional[Path] = typer.Option(None, "--prior", help="CSV species_id,prevalence: rescale the scores to these test prevalences (implies --postprocess)."),
@@ -190,6 +192,16 @@ def predict(
                          frame_step_s=frame_step_s, extra_window_s=extra_window_s or None, tta_shifts=tta_shifts,
                          pseudo_round=pseudo_round, device=device, progress=sys.stderr.isatty())
     submission = result.submission
+    if smooth > 1:
+        from .config import load_config
+        from .infer import aggregate_windows, resolve_round
+        from .postprocess import smooth_windows
+
+        smoothed = smooth_windows(result.windows, length=smooth, method="mean")
+        infer_config = load_config(resolve_round(run[0], pseudo_round) / "config.yaml").infer
+        submission = aggregate_windows(smoothed, species_columns=result.species.columns, method=aggregate or infer_config.aggregate,
+                                       top_k=infer_config.top_k)
+        result = dataclasses.replace(result, windows=smoothed)
     if postprocess or prior is not None:
         oof = run[0] / "oof.csv"
         submission = _postprocess_and_report(scores=submission, source="predictions", out=out, prior_path=prior, run_dir=run[0] if oof.is_file() else None)

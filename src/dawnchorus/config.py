@@ -220,8 +220,13 @@ def _sections() -> dict[str, type]:
     return {f.name: f.default_factory for f in dataclasses.fields(RunConfig)}
 
 
+# Keys renamed since a run could have saved them: old name -> new name (same meaning).
+RENAMED_KEYS = {"time_shift_s": "time_shift_fraction"}
+
+
 def _build(section_type: type, values: dict, *, where: str):
     hints = typing.get_type_hints(section_type)
+    values = {RENAMED_KEYS.get(k, k): v for k, v in values.items()}
     known = {f.name for f in dataclasses.fields(section_type)}
     unknown = [k for k in values if k not in known]
     if unknown:

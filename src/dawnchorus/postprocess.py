@@ -156,7 +156,21 @@ def estimate_prevalence_count(scores: np.ndarray, reference: np.ndarray, *, star
     return _run_em(scores, reference, start=start, project=to_target, max_iter=max_iter, tol=tol, columns=columns)
 
 
-ESTIMATORS = {"em": estimate_prevalence_em, "count": estimate_prevalence_count}
+def estimate_prevalence_cc(scores: np.ndarray, reference: np.ndarray, *, threshold: float = 0.5,
+                           columns: list[str] | None = None, **_) -> PriorEstimate:
+    """Classify and count: the share of recordings whose score passes ``threshold``.
+
+    It assumes less than EM (only that a detector's errors are a minority on either side),
+    which is why it survives the max-over-windows aggregation that makes recording scores
+    overconfident and breaks EM's calibration assumption."""
+    scores = np.asarray(scores, dtype=np.float64)
+    low, high = _bounds(scores.shape[0])
+    prevalence = np.clip((scores > threshold).mean(axis=0), low, high)
+    return PriorEstimate(prevalence, odds_scale(scores, _odds(prevalence) / _odds(np.asarray(reference, dtype=np.float64))),
+                         1, True)
+
+
+ESTIMATORS = {"em": estimate_prevalence_em, "count": estimate_prevalence_count, "cc": estimate_prevalence_cc}
 
 
 def species_columns_of(frame: pd.DataFrame, *, source: str) -> list[str]:

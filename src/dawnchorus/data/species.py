@@ -131,11 +131,23 @@ def rfcx_test_prevalence() -> dict[int, float]:
     return {int(r.species_id): float(r.test_presences_per_1000) / 1000.0 for r in frame.itertuples()}
 
 
+# Priors a user can name instead of giving a file.
+NAMED_PRIORS = {"rfcx-host-paper": rfcx_test_prevalence}
+
+
 def read_prior_csv(path: str | Path, *, species: SpeciesTable | None = None) -> dict[int, float]:
-    """A prevalence table ``species_id,prevalence`` (fraction of recordings where present)."""
+    """A prevalence table ``species_id,prevalence`` (fraction of recordings where present),
+    or a named built-in one (``rfcx-host-paper``: the host paper's Table 2)."""
+    if str(path) in NAMED_PRIORS:
+        prior = NAMED_PRIORS[str(path)]()
+        unknown = [s for s in prior if species is not None and not species.knows(s)]
+        if unknown:
+            raise InputError(f"prior {path}: species {', '.join(map(str, unknown))} are not in this dataset's species list")
+        return prior
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: prior file not found")
+        names = ", ".join(NAMED_PRIORS)
+        raise InputError(f"{path}: prior file not found (give a CSV species_id,prevalence or a built-in prior: {names})")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:
