@@ -175,7 +175,7 @@ def predict(
     smooth: int = typer.Option(1, "--smooth", help="Moving mean over this many consecutive windows (or frame steps) before aggregating."),
     pseudo_round: Optional[int] = typer.Option(None, "--round", help="Pseudo-label round to predict with (default: the last finished; 0 = the first model)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
-    prior: Optional[Path] = typer.Option(None, "--prior", help="CSV species_id,prevalence: rescale the scores to these test prevalences (implies --postprocess)."),
+    prior: Optional[Path] = typer.Option(None, "--prior", help="CSV species_id,prevalence (or the built-in rfcx-host-paper): rescale the scores to these test prevalences (implies --postprocess)."),
     postprocess: Optional[bool] = typer.Option(None, "--postprocess/--no-postprocess", help="Rescale the scores to the test prevalences (--prior, else estimated); the first run's oof.csv, if present, is the reference (else 0.5)."),
 ):
     """Predict species presence for every recording (sliding windows, folds averaged)."""
@@ -247,7 +247,7 @@ def _postprocess_and_report(*, scores, source: str, out: Path, prior_path: Optio
 def postprocess_command(
     pred: Path = typer.Option(..., "--pred", help="Submission CSV recording_id,s0..sN to rescale."),
     out: Path = typer.Option(..., "--out", help="Rescaled submission CSV; the factors go to <out>.priors.csv."),
-    prior: Optional[Path] = typer.Option(None, "--prior", help="CSV species_id,prevalence of the test set (default: estimate it)."),
+    prior: Optional[Path] = typer.Option(None, "--prior", help="CSV species_id,prevalence of the test set, or the built-in rfcx-host-paper (default: estimate it)."),
     run: Optional[Path] = typer.Option(None, "--run", help="Training run whose oof.csv gives the reference prior (default: 0.5)."),
     method: str = typer.Option("odds", "--method", help="odds, power or linear."),
     factor: Optional[float] = typer.Option(None, "--factor", help="One fixed factor for every species instead of a prior."),
