@@ -348,7 +348,9 @@ class FoldTrainer:
         run = LoadedRun(self.fold_dir.parent, self.config, self.layout, self.dataset.species, [model])
         infer = self.config.infer
         windows = predict_windows(run=run, audio_paths={r: self.paths[r] for r in self.held_out}, window_s=infer.window_s,
-                                  hop_s=infer.hop_s, batch_size=infer.batch_size, device=self.device)
+                                  hop_s=infer.hop_s, batch_size=infer.batch_size, device=self.device,
+                                  frame_step_s=infer.frame_step_s, extra_window_s=infer.extra_window_s,
+                                  tta_shifts=infer.tta_shifts)
         oof = aggregate_windows(windows, species_columns=self.dataset.species.columns, method=infer.aggregate, top_k=infer.top_k)
         oof.insert(1, "fold", self.fold)
         oof.to_csv(self.fold_dir / "oof.csv", index=False)
