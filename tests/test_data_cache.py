@@ -68,3 +68,15 @@ def test_entries_of_an_older_format_are_stale(tmp_path):
     assert not cache.is_fresh(source)
     cache.get(source)
     assert cache.is_fresh(source) and cache.misses == 2
+
+
+def test_open_entries_are_reused_until_the_source_changes(tmp_path, monkeypatch):
+    source = write_tone(tmp_path / "a.wav", duration_s=0.5)
+    cache = AudioCache(tmp_path / "cache", sample_rate_hz=48000)
+    first = cache.load(source, t_start_s=0.1, duration_s=0.2)
+    monkeypatch.setattr(cache, "is_fresh", lambda _: (_ for _ in ()).throw(AssertionError("sidecar re-read")))
+    np.testing.assert_array_equal(cache.load(source, t_start_s=0.1, duration_s=0.2), first)
+    monkeypatch.undo()
+    os.utime(source, ns=(1, 1))  # the source changed: the entry is checked (and rebuilt) again
+    cache.load(source, t_start_s=0.1, duration_s=0.2)
+    assert cache.misses == 2

@@ -33,6 +33,10 @@ class AudioCache:
         self.root.mkdir(parents=True, exist_ok=True)
         self.hits = 0
         self.misses = 0
+        # Open memmaps by source, with the (size, mtime) they were opened at: a training epoch
+        # reads thousands of crops from a few hundred recordings, and re-checking the sidecar
+        # JSON on every crop costs more than the crop.
+        self._open: dict[Path, tuple[tuple, Path, np.ndarray]] = {}
 
     def _entry(self, source: Path) -> tuple[Path, Path]:
         digest = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:20]
@@ -59,19 +63,39 @@ class AudioCache:
     def get(self, source: str | Path) -> np.ndarray:
         """The whole recording at the cache's rate, as a read-only int16 memmap (full scale 32767)."""
         source = Path(source)
-        if not source.is_file():
-            raise AudioError(f"{source}: audio file not found")
+        try:
+            stat = source.stat()
+        except OSError:
+            raise AudioError(f"{source}: audio file not found") from None
+        opened = self._open.get(source)
+        if opened is not None and opened[0] == self._stamp(stat, opened[1]):
+            self.hits += 1
+            return opened[2]
         data_path, meta_path = self._entry(source)
         if self.is_fresh(source):
             self.hits += 1
-            return np.load(data_path, mmap_mode="r")
+            return self._remember(source, stat, meta_path, np.load(data_path, mmap_mode="r"))
         self.misses += 1
         signal = load_audio(source, sample_rate_hz=self.sample_rate_hz)
         pcm = np.clip(np.round(signal * _SCALE), -32768, 32767).astype(np.int16)
         self._atomic_write(data_path, lambda handle: np.save(handle, pcm))
         meta = {"source": self._fingerprint(source), "sample_rate_hz": self.sample_rate_hz, "format": _FORMAT}
         self._atomic_write(meta_path, lambda handle: handle.write(json.dumps(meta).encode()))
-        return np.load(data_path, mmap_mode="r")
+        return self._remember(source, stat, meta_path, np.load(data_path, mmap_mode="r"))
+
+    @staticmethod
+    def _stamp(stat, meta_path: Path) -> tuple:
+        """What must not change for an open entry to stay valid: the source and the sidecar."""
+        try:
+            return stat.st_size, stat.st_mtime_ns, meta_path.stat().st_mtime_ns
+        except OSError:
+            return ()
+
+    def _remember(self, source: Path, stat, meta_path: Path, data: np.ndarray) -> np.ndarray:
+        if len(self._open) >= 4096:
+            self._open.clear()
+        self._open[source] = (self._stamp(stat, meta_path), meta_path, data)
+        return data
 
     def load(self, source: str | Path, *, t_start_s: float = 0.0, duration_s: float | None = None) -> np.ndarray:
         """Like :func:`load_audio`, served from the cache (zero-padded past the end)."""
