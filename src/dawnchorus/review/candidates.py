@@ -1,0 +1,150 @@
+"""Candidate detections to review: the template matcher's CSV or the detections Parquet of ``predict``.
+
+Both are read into :class:`Candidate` boxes. Validation collects every bad row (file and
+line or row, column, value) into one error, as the label readers do, because a candidate file
+is machine-made and one bug usually breaks many rows at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError, ValidationError
+
+CANDIDATE_COLUMNS = ("recording_id", "species_id", "songtype_id", "t_min", "f_min", "t_max", "f_max")
+OPTIONAL_CANDIDATE_COLUMNS = ("score", "template_id")
+DETECTION_COLUMNS = ("recording_id", "species_id", "t_start_s", "t_end_s", "score")
+DETECTION_SONGTYPE = 1  # the model predicts species, not song types; 1 is every RFCx species' main song type
+_MAX_PROBLEMS_PER_COLUMN = 100  # enough to see the pattern; the error shows the first 50 anyway
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One box a person should confirm (TP) or reject (FP)."""
+
+    recording_id: str
+    species_id: int
+    songtype_id: int
+    t_min_s: float
+    t_max_s: float
+    f_min_hz: float = 0.0
+    f_max_hz: float | None = None  # None: the full band, up to the recording's Nyquist frequency
+    score: float | None = None
+    template_id: str = ""
+    source: str = "candidates"
+
+
+def read_candidates_csv(path: str | Path) -> list[Candidate]:
+    """Read ``recording_id,species_id,songtype_id,t_min,f_min,t_max,f_max[,score][,template_id]``."""
+    path = Path(path)
+    frame = _read_csv(path)
+    _require_columns(frame, CANDIDATE_COLUMNS, path, optional=OPTIONAL_CANDIDATE_COLUMNS)
+    problems: list[str] = []
+    where = lambda index: f"line {index + 2}"  # noqa: E731 - header is line 1
+    recording_ids = frame["recording_id"].astype(str).str.strip()
+    _flag(recording_ids == "", lambda i: "recording_id is empty", where, problems)
+    species = _numbers(frame, "species_id", where, problems, integer=True)
+    songtype = _numbers(frame, "songtype_id", where, problems, integer=True)
+    t_min, t_max = _numbers(frame, "t_min", where, problems), _numbers(frame, "t_max", where, problems)
+    f_min, f_max = _numbers(frame, "f_min", where, problems), _numbers(frame, "f_max", where, problems)
+    has_score = "score" in frame.columns
+    score = _numbers(frame, "score", where, problems, allow_empty=True) if has_score else np.full(len(frame), np.nan)
+    _check_boxes(t_min, t_max, where, problems, names=("t_min", "t_max"))
+    with np.errstate(invalid="ignore"):
+        _flag(f_min < 0, lambda i: f"f_min ({f_min[i]:g}) is negative", where, problems)
+        _flag(f_min >= f_max, lambda i: f"f_min ({f_min[i]:g}) must be less than f_max ({f_max[i]:g})", where, problems)
+    if problems:
+        raise ValidationError(str(path), problems)
+    templates = frame["template_id"].astype(str).str.strip() if "template_id" in frame.columns else [""] * len(frame)
+    return [
+        Candidate(recording_ids.iat[i], int(species[i]), int(songtype[i]), float(t_min[i]), float(t_max[i]),
+                  float(f_min[i]), float(f_max[i]), _optional(score[i]), templates[i], "candidates")
+        for i in range(len(frame))
+    ]
+
+
+def read_detections(path: str | Path, *, min_score: float = 0.0) -> list[Candidate]:
+    """Read the Parquet of ``dawnchorus predict --detections``; rows below ``min_score`` are left out.
+
+    Detections are whole windows without a frequency band, so they cover the full band.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: detections file not found; write one with 'dawnchorus predict ... --detections {path.name}'")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        raise InputError(f"{path}: cannot read as Parquet ({exc}); pass a file written by 'dawnchorus predict --detections'") from None
+    _require_columns(frame, DETECTION_COLUMNS, path)
+    problems: list[str] = []
+    where = lambda index: f"row {index + 1}"  # noqa: E731
+    recording_ids = frame["recording_id"].astype(str).str.strip()
+    _flag(recording_ids == "", lambda i: "recording_id is empty", where, problems)
+    species = _numbers(frame, "species_id", where, problems, integer=True)
+    t_start, t_end = _numbers(frame, "t_start_s", where, problems), _numbers(frame, "t_end_s", where, problems)
+    score = _numbers(frame, "score", where, problems)
+    _check_boxes(t_start, t_end, where, problems, names=("t_start_s", "t_end_s"))
+    if problems:
+        raise ValidationError(str(path), problems)
+    keep = score >= min_score
+    return [
+        Candidate(recording_ids.iat[i], int(species[i]), DETECTION_SONGTYPE, float(t_start[i]), float(t_end[i]),
+                  0.0, None, float(score[i]), "", "detections")
+        for i in np.flatnonzero(keep)
+    ]
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise InputError(f"{path}: candidates file not found")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: file is empty; it needs the header {','.join(CANDIDATE_COLUMNS)},score,template_id") from None
+    except Exception as exc:
+        raise InputError(f"{path}: cannot parse as CSV ({exc})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _require_columns(frame: pd.DataFrame, required, path: Path, *, optional=()) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        expected = ",".join(list(required) + [f"[{c}]" for c in optional])
+        raise ValidationError(str(path), [f"missing column(s) {', '.join(missing)}; expected header: {expected} (found: {','.join(map(str, frame.columns))})"])
+
+
+def _numbers(frame: pd.DataFrame, column: str, where: Callable[[int], str], problems: list[str], *,
+             integer: bool = False, allow_empty: bool = False) -> np.ndarray:
+    """The column as float64; every value that is not a (finite, integer) number is reported."""
+    raw = frame[column]
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if allow_empty:
+        bad &= raw.astype(str).str.strip().to_numpy() != ""
+    if integer:
+        bad |= np.isfinite(values) & (values != np.round(values))
+    kind = "an integer" if integer else "a finite number"
+    for index in np.flatnonzero(bad)[:_MAX_PROBLEMS_PER_COLUMN]:
+        problems.append(f"{where(index)}: {column} {str(raw.iloc[index])!r} is not {kind}")
+    return values
+
+
+def _check_boxes(start: np.ndarray, end: np.ndarray, where, problems: list[str], *, names) -> None:
+    with np.errstate(invalid="ignore"):  # NaNs were reported as non-numbers already
+        _flag(start < 0, lambda i: f"{names[0]} ({start[i]:g}) is negative", where, problems)
+        _flag(start >= end, lambda i: f"{names[0]} ({start[i]:g}) must be less than {names[1]} ({end[i]:g})", where, problems)
+
+
+def _flag(mask, message: Callable[[int], str], where, problems: list[str]) -> None:
+    for index in np.flatnonzero(np.asarray(mask, dtype=bool))[:_MAX_PROBLEMS_PER_COLUMN]:
+        problems.append(f"{where(index)}: {message(index)}")
+
+
+def _optional(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None

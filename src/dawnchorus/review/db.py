@@ -1,0 +1,159 @@
+"""The review database (SQLite): candidate boxes and every decision ever made about them.
+
+Decisions are appended, never updated, so the history of who said what and when is kept;
+the latest decision per candidate (highest row id) is the one that counts. Each write is its
+own committed transaction, so a crash loses at most the click in flight. Connections are
+short-lived (one per request) because the web server answers requests on several threads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ..errors import InputError
+
+DECISIONS = ("tp", "fp", "skip")
+SCHEMA_VERSION = 1
+BOX_DECIMALS = 4  # the precision label CSVs are written with, so a box survives export and re-import unchanged
+KEY_COLUMNS = ("recording_id", "species_id", "songtype_id", "t_min", "f_min", "t_max", "f_max", "template_id")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS candidates (
+    id INTEGER PRIMARY KEY,
+    recording_id TEXT NOT NULL,
+    species_id INTEGER NOT NULL,
+    songtype_id INTEGER NOT NULL,
+    t_min REAL NOT NULL,
+    f_min REAL NOT NULL,
+    t_max REAL NOT NULL,
+    f_max REAL NOT NULL,
+    template_id TEXT NOT NULL DEFAULT '',
+    score REAL,
+    source TEXT NOT NULL,
+    UNIQUE ({", ".join(KEY_COLUMNS)})
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    candidate_id INTEGER NOT NULL REFERENCES candidates(id),
+    decision TEXT NOT NULL CHECK (decision IN ('tp', 'fp', 'skip')),
+    reviewer TEXT NOT NULL,
+    decided_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_by_candidate ON decisions (candidate_id, id);
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+_LATEST = """
+SELECT d.id, d.candidate_id, d.decision, d.reviewer, d.decided_at FROM decisions AS d
+JOIN (SELECT candidate_id, MAX(id) AS id FROM decisions GROUP BY candidate_id) AS last ON d.id = last.id
+"""
+
+
+@dataclass(frozen=True)
+class Decision:
+    id: int
+    candidate_id: int
+    decision: str
+    reviewer: str
+    decided_at: str  # ISO 8601, UTC
+
+    def as_dict(self) -> dict:
+        return {"decision": self.decision, "reviewer": self.reviewer, "decided_at": self.decided_at}
+
+
+@contextmanager
+def open_db(path: str | Path, *, create: bool = True) -> Iterator[sqlite3.Connection]:
+    """A connection to the review database at ``path`` (created with its schema when ``create``)."""
+    path = Path(path)
+    if not create and not path.is_file():
+        raise InputError(f"{path}: review database not found; it is written by 'dawnchorus review --db {path}'")
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with closing(sqlite3.connect(str(path), timeout=10.0)) as connection:
+            connection.row_factory = sqlite3.Row
+            _check_schema(connection, path)
+            yield connection
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"{path}: not a usable review database ({exc}); pass a new file with --db") from None
+
+
+def _check_schema(connection: sqlite3.Connection, path: Path) -> None:
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0:
+        tables = connection.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+        if tables:
+            raise InputError(f"{path}: is a SQLite file but not a dawnchorus review database; pass a new file with --db")
+        connection.executescript(_SCHEMA)
+    elif version != SCHEMA_VERSION:
+        raise InputError(f"{path}: review database schema version {version}, this dawnchorus reads version {SCHEMA_VERSION}")
+
+
+def box_key(recording_id: str, species_id: int, songtype_id: int, t_min: float, f_min: float, t_max: float,
+            f_max: float, template_id: str = "") -> tuple:
+    """The identity of a candidate: its box, rounded as label files round it, and its template."""
+    return (str(recording_id), int(species_id), int(songtype_id), round(float(t_min), BOX_DECIMALS),
+            round(float(f_min), BOX_DECIMALS), round(float(t_max), BOX_DECIMALS), round(float(f_max), BOX_DECIMALS),
+            str(template_id))
+
+
+def store_candidates(connection: sqlite3.Connection, rows: Iterable[dict]) -> list[int]:
+    """Insert candidates (dicts with the key columns, ``score`` and ``source``); return their ids in order.
+
+    A candidate already stored keeps its id (so its decisions stay attached) and gets the new score.
+    """
+    keys, values = [], []
+    for row in rows:
+        key = box_key(*(row[c] for c in KEY_COLUMNS))
+        keys.append(key)
+        values.append(key + (row.get("score"), row.get("source", "candidates")))
+    columns = ", ".join(KEY_COLUMNS)
+    with connection:
+        connection.executemany(
+            f"INSERT INTO candidates ({columns}, score, source) VALUES ({', '.join('?' * (len(KEY_COLUMNS) + 2))}) "
+            f"ON CONFLICT ({columns}) DO UPDATE SET score = excluded.score",
+            values,
+        )
+    ids = {tuple(row[1:]): row[0] for row in connection.execute(f"SELECT id, {columns} FROM candidates")}
+    return [ids[key] for key in keys]
+
+
+def record_decision(connection: sqlite3.Connection, *, candidate_id: int, decision: str, reviewer: str,
+                    decided_at: datetime | None = None) -> Decision:
+    """Append one decision and commit it before returning."""
+    if decision not in DECISIONS:
+        raise InputError(f"decision must be one of {', '.join(DECISIONS)}; got {decision!r}")
+    stamp = (decided_at or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    with connection:
+        cursor = connection.execute(
+            "INSERT INTO decisions (candidate_id, decision, reviewer, decided_at) VALUES (?, ?, ?, ?)",
+            (int(candidate_id), decision, reviewer, stamp),
+        )
+    return Decision(cursor.lastrowid, int(candidate_id), decision, reviewer, stamp)
+
+
+def latest_decisions(connection: sqlite3.Connection) -> dict[int, Decision]:
+    """Candidate id -> the decision that counts (the last one recorded)."""
+    return {row["candidate_id"]: Decision(*row) for row in connection.execute(_LATEST)}
+
+
+def decision_history(connection: sqlite3.Connection, candidate_id: int) -> list[Decision]:
+    rows = connection.execute(
+        "SELECT id, candidate_id, decision, reviewer, decided_at FROM decisions WHERE candidate_id = ? ORDER BY id",
+        (int(candidate_id),),
+    )
+    return [Decision(*row) for row in rows]
+
+
+def decided_candidates(connection: sqlite3.Connection) -> list[dict]:
+    """Every candidate with a decision: its box columns plus ``decision`` and ``decision_id``, oldest decision first."""
+    rows = connection.execute(
+        f"SELECT c.*, last.decision, last.id AS decision_id FROM candidates AS c JOIN ({_LATEST}) AS last "
+        "ON last.candidate_id = c.id ORDER BY last.id"
+    )
+    return [dict(row) for row in rows]
