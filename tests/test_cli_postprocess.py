@@ -119,7 +119,7 @@ def test_predict_applies_post_processing_only_when_asked(fake_predict, tmp_path)
     assert pd.read_csv(scaled).s0.tolist() == pytest.approx([0.2, 1 / 7], rel=1e-5)  # odds 2/3 times odds(0.2) = 1/4
     assert (tmp_path / "scaled.priors.csv").is_file()
     result = invoke("predict", "--run", run, "--audio", tmp_path, "--out", scaled, "--postprocess")
-    assert result.exit_code == 0 and "em estimate" in result.output
+    assert result.exit_code == 0 and "cc estimate" in result.output
     result = invoke("predict", "--run", run, "--audio", tmp_path, "--out", scaled, "--prior", prior, "--no-postprocess")
     assert result.exit_code == 2 and "--prior only has an effect" in result.output
 

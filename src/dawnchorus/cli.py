@@ -251,7 +251,7 @@ def postprocess_command(
     run: Optional[Path] = typer.Option(None, "--run", help="Training run whose oof.csv gives the reference prior (default: 0.5)."),
     method: str = typer.Option("odds", "--method", help="odds, power or linear."),
     factor: Optional[float] = typer.Option(None, "--factor", help="One fixed factor for every species instead of a prior."),
-    estimate: str = typer.Option("em", "--estimate", help="Prior estimator without --prior: em or count."),
+    estimate: str = typer.Option("cc", "--estimate", help="Prior estimator without --prior: cc (classify and count), em or count."),
     labels_per_recording: Optional[float] = typer.Option(None, "--labels-per-recording", help="Species per recording for --estimate count (default: the model's own expected count)."),
     gamma: float = typer.Option(0.5, "--gamma", help="Exponent of the power scaling, p * (prior/reference)**gamma."),
 ):
