@@ -309,6 +309,65 @@ def match(
     typer.echo(f"wrote {out} ({len(candidates)} candidates in {candidates['recording_id'].nunique()} recordings)")
 
 
+@app.command()
+@friendly_errors
+def embed(
+    audio: Path = typer.Option(..., "--audio", help="Directory (tree) of FLAC/WAV recordings."),
+    out: Path = typer.Option(..., "--out", help="Embedding cache directory (one .npz per recording)."),
+    hop_s: float = typer.Option(3.0, "--hop-s", help="Hop between the 3 s BirdNET windows, in seconds."),
+    threads: int = typer.Option(1, "--threads", help="CPU threads for the BirdNET model."),
+):
+    """Precompute BirdNET embeddings for every recording (resumable: cached recordings are skipped)."""
+    from .embeddings import embed_directory
+
+    summary = embed_directory(audio_dir=audio, cache_dir=out, hop_s=hop_s, threads=threads, progress=sys.stderr.isatty())
+    typer.echo(f"embedding cache {out}: {summary}")
+
+
+@app.command("embed-train")
+@friendly_errors
+def embed_train(
+    data: Path = typer.Option(..., "--data", help="Dataset directory in the Kaggle layout (train/ and TP/FP label files)."),
+    out: Path = typer.Option(..., "--out", help="Run directory to create (config, fold heads, species.csv, oof.csv)."),
+    head: str = typer.Option("linear", "--head", help="linear (one logistic regression per species) or mlp."),
+    cache: Path = typer.Option(Path("embedding_cache"), "--cache", help="Embedding cache directory (filled as needed)."),
+    folds: int = typer.Option(5, "--folds", help="Folds grouped by recording (1 = one head on everything)."),
+    hop_s: float = typer.Option(3.0, "--hop-s", help="Hop between the 3 s windows, in seconds."),
+    threads: int = typer.Option(1, "--threads", help="CPU threads for BirdNET and the MLP."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the folds and of the MLP."),
+):
+    """Train a head on BirdNET embeddings from the TP/FP boxes (masked labels, k-fold by recording)."""
+    from .embed_heads import train_embedding_head
+
+    run_dir = train_embedding_head(data_dir=data, out_dir=out, head=head, cache_dir=cache, folds=folds, seed=seed,
+                                   hop_s=hop_s, threads=threads, progress=sys.stderr.isatty())
+    typer.echo((run_dir / "history.csv").read_text().rstrip())
+    typer.echo(f"trained: {run_dir}")
+
+
+@app.command("embed-predict")
+@friendly_errors
+def embed_predict(
+    run: Path = typer.Option(..., "--run", help="Run directory from 'dawnchorus embed-train'."),
+    audio: Path = typer.Option(..., "--audio", help="Directory (tree) of FLAC/WAV recordings."),
+    out: Path = typer.Option(..., "--out", help="Submission CSV: recording_id,s0..sN (max over windows)."),
+    cache: Path = typer.Option(Path("embedding_cache"), "--cache", help="Embedding cache directory (filled as needed)."),
+    windows: Optional[Path] = typer.Option(None, "--windows", help="Also write the per-window scores (Parquet)."),
+    threads: int = typer.Option(1, "--threads", help="CPU threads for BirdNET."),
+):
+    """Predict species presence with a head trained on BirdNET embeddings (folds averaged)."""
+    from .embed_heads import predict_embeddings
+    from .submission import write_submission
+
+    result = predict_embeddings(run_dir=run, audio_dir=audio, cache_dir=cache, threads=threads, progress=sys.stderr.isatty())
+    write_submission(out, result.submission)
+    typer.echo(f"wrote {out} ({len(result.submission)} recordings)")
+    if windows is not None:
+        windows.parent.mkdir(parents=True, exist_ok=True)
+        result.windows.to_parquet(windows, index=False)
+        typer.echo(f"wrote {windows} ({len(result.windows)} windows)")
+
+
 @raven_app.command("import")
 @friendly_errors
 def raven_import(
@@ -376,8 +435,8 @@ def cache_prune(
 @friendly_errors
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Working directory for the corpus and results."),
-    n_train: int = typer.Option(240, "--n-train", help="Training recordings in the demo corpus."),
-    n_test: int = typer.Option(60, "--n-test", help="Test recordings in the demo corpus."),
+    n_train: int = typer.Option(200, "--n-train", help="Training recordings in the demo corpus."),
+    n_test: int = typer.Option(50, "--n-test", help="Test recordings in the demo corpus."),
     seed: int = typer.Option(1, "--seed", help="Corpus seed."),
     preset: str = typer.Option("cpu-small", "--preset", help="Training preset."),
     overrides: List[str] = typer.Option([], "--set", help="Override a config field: section.key=value (repeatable)."),

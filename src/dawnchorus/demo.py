@@ -41,7 +41,7 @@ def ensure_corpus(*, corpus_dir: Path, n_train: int, n_test: int, seed: int, dur
     return corpus_dir
 
 
-def run_demo(*, out_dir: str | Path = "demo_out", n_train: int = 240, n_test: int = 60, seed: int = 1,
+def run_demo(*, out_dir: str | Path = "demo_out", n_train: int = 200, n_test: int = 50, seed: int = 1,
              preset: str = "cpu-small", overrides: tuple[str, ...] = (), duration_s: float = 60.0) -> Path:
     out_dir = Path(out_dir)
     started = time.perf_counter()
