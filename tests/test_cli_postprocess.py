@@ -115,7 +115,7 @@ def test_predict_applies_post_processing_only_when_asked(fake_predict, tmp_path)
     scaled = tmp_path / "scaled.csv"
     result = invoke("predict", "--run", run, "--audio", tmp_path, "--out", scaled, "--prior", prior)
     assert result.exit_code == 0, result.output
-    assert "mean out-of-fold prediction" in result.output
+    assert "reference prior: 0.5" in result.output
     assert pd.read_csv(scaled).s0.tolist() == pytest.approx([0.2, 1 / 7], rel=1e-5)  # odds 2/3 times odds(0.2) = 1/4
     assert (tmp_path / "scaled.priors.csv").is_file()
     result = invoke("predict", "--run", run, "--audio", tmp_path, "--out", scaled, "--postprocess")
