@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from .data.audio import find_audio_files, load_audio, n_samples
+from .data.audio import find_audio_files, load_audio, n_samples, window_starts
 from .errors import AudioError, InputError
 
 BIRDNET_MODEL_FILE = "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
@@ -163,19 +163,6 @@ def birdnet_embedder(*, threads: int = 1, batch_size: int = 16, model_path: str 
         print(LICENCE_NOTICE, file=sys.stderr)
         _licence_shown = True
     return Embedder(name=path.stem, embed=runner, dim=BIRDNET_EMBEDDING_DIM, batch_size=max(1, int(batch_size)))
-
-
-def window_starts(n_total: int, *, window: int, hop: int) -> np.ndarray:
-    """Window starts (samples) covering the signal, the last one ending at its end.
-
-    The rule of ``infer.window_starts``, repeated so extracting embeddings never imports torch.
-    """
-    if n_total <= window:
-        return np.zeros(1, dtype=np.int64)
-    starts = np.arange(0, n_total - window + 1, hop, dtype=np.int64)
-    if starts[-1] + window < n_total:
-        starts = np.append(starts, n_total - window)
-    return starts
 
 
 def embed_wave(wave: np.ndarray, *, embedder: Embedder, hop_s: float) -> RecordingEmbeddings:

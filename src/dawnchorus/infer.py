@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from .config import RunConfig, load_config
-from .data.audio import find_audio_files, load_audio, n_samples
+from .data.audio import find_audio_files, load_audio, n_samples, window_starts
 from .data.species import SpeciesTable, read_species_csv, species_column
 from .errors import AudioError, InputError
 from .models import ClassLayout, Detector, build_model, resolve_device
@@ -79,16 +79,6 @@ def load_run(run_dir: str | Path, *, device: torch.device, pseudo_round: int | N
         model.load_state_dict(load_file(str(path)))
         models.append(model.to(device).eval())
     return LoadedRun(run_dir, config, layout, read_species_csv(run_dir / "species.csv"), models)
-
-
-def window_starts(n_total: int, *, window: int, hop: int) -> np.ndarray:
-    """Window starts (in samples) covering the whole signal; the last window ends at the end."""
-    if n_total <= window:
-        return np.zeros(1, dtype=np.int64)
-    starts = np.arange(0, n_total - window + 1, hop, dtype=np.int64)
-    if starts[-1] + window < n_total:
-        starts = np.append(starts, n_total - window)
-    return starts
 
 
 def _windows(wave: np.ndarray, *, window: int, hop: int) -> tuple[np.ndarray, np.ndarray]:

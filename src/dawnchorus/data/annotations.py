@@ -68,7 +68,7 @@ def read_boxes(
     listed in a warning instead.
     """
     path = Path(path)
-    frame = _read_table(path)
+    frame = read_text_table(path)
     missing = [c for c in LABEL_COLUMNS if c not in frame.columns]
     if missing:
         raise ValidationError(
@@ -97,17 +97,19 @@ def read_boxes(
     return boxes
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def read_text_table(path: Path, *, what: str = "label file", header: str = ",".join(LABEL_COLUMNS)) -> pd.DataFrame:
+    """A CSV read as strings (cells checked one by one later, so every bad row can be named)."""
     if not path.is_file():
-        raise InputError(f"{path}: label file not found")
+        raise InputError(f"{path}: {what} not found")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: file is empty; it needs the header {','.join(LABEL_COLUMNS)}") from None
+        raise InputError(f"{path}: file is empty; it needs the header {header}") from None
     except Exception as exc:
         raise InputError(f"{path}: cannot parse as CSV ({exc})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
+
 
 
 def _number(row: dict, column: str, problems: list[str], *, integer: bool = False) -> float | int | None:

@@ -146,3 +146,13 @@ def find_audio_files(directory: str | Path) -> dict[str, Path]:
             )
         found[path.stem] = path
     return dict(sorted(found.items()))
+
+
+def window_starts(n_total: int, *, window: int, hop: int) -> np.ndarray:
+    """Window starts (in samples) covering the whole signal; the last window ends at the end."""
+    if n_total <= window:
+        return np.zeros(1, dtype=np.int64)
+    starts = np.arange(0, n_total - window + 1, hop, dtype=np.int64)
+    if starts[-1] + window < n_total:
+        starts = np.append(starts, n_total - window)
+    return starts

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from ..data.annotations import read_text_table
 from ..errors import InputError, ValidationError
 
 CANDIDATE_COLUMNS = ("recording_id", "species_id", "songtype_id", "t_min", "f_min", "t_max", "f_max")
@@ -100,16 +101,7 @@ def read_detections(path: str | Path, *, min_score: float = 0.0) -> list[Candida
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise InputError(f"{path}: candidates file not found")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: file is empty; it needs the header {','.join(CANDIDATE_COLUMNS)},score,template_id") from None
-    except Exception as exc:
-        raise InputError(f"{path}: cannot parse as CSV ({exc})") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
+    return read_text_table(path, what="candidates file", header=f"{','.join(CANDIDATE_COLUMNS)},score,template_id")
 
 
 def _require_columns(frame: pd.DataFrame, required, path: Path, *, optional=()) -> None:
