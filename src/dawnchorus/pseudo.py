@@ -14,6 +14,7 @@ confirmation bias). Every round is kept on disk; an interrupted round resumes.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from .data.crops import SoftLabels
 from .data.dataset import load_dataset
 from .errors import InputError
 from .infer import LoadedRun, class_columns, load_run, predict_windows
-from .models import resolve_device
+from .models import ClassLayout, resolve_device
 from .train import train
 
 KEYS = ["recording_id", "t_start_s", "t_end_s"]
@@ -123,8 +124,8 @@ def train_pseudo_rounds(*, run_dir: str | Path, data_dir: str | Path, rounds: in
             tmp = labels_path.with_suffix(".tmp")
             table.to_parquet(tmp, index=False)
             tmp.replace(labels_path)
-        teacher = load_run(teacher_dir, device=torch.device("cpu"), pseudo_round=0)
-        soft = soft_labels_from_table(pd.read_parquet(labels_path), columns=class_columns(teacher.layout), step_s=pseudo.step_s,
+        layout = ClassLayout.from_dict(json.loads((Path(teacher_dir) / "layout.json").read_text()))  # no weights needed
+        soft = soft_labels_from_table(pd.read_parquet(labels_path), columns=class_columns(layout), step_s=pseudo.step_s,
                                       hard_thresholds=pseudo.hard_thresholds)
         if progress:
             print(f"pseudo-label round {number}: teacher {teacher_dir}, {len(soft.scores)} recordings labelled", flush=True)
