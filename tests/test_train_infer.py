@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from dawnchorus.cli import app
 from dawnchorus.config import load_config, load_preset, with_overrides
 from dawnchorus.errors import InputError
-from dawnchorus.infer import aggregate_windows, predict, window_starts
+from dawnchorus.infer import predict, window_starts
+from dawnchorus.scores import aggregate_windows
 from dawnchorus.synth import SynthConfig, generate_corpus
 from dawnchorus.train import train
 

@@ -119,18 +119,28 @@ def baseline(
 def train(
     data: Path = typer.Option(..., "--data", help="Dataset directory in the Kaggle layout."),
     out: Path = typer.Option(..., "--out", help="Run directory for checkpoints, config, history and OOF predictions."),
-    preset: str = typer.Option("cpu-small", "--preset", help="Preset name (cpu-small, gpu) or a YAML config file."),
+    preset: str = typer.Option("cpu-small", "--preset", help="Preset name (cpu-small, gpu, embed-linear, embed-mlp) or a YAML config file (a run's config.yaml repeats it)."),
     overrides: List[str] = typer.Option([], "--set", help="Override a config field: section.key=value (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     pseudo_rounds: Optional[int] = typer.Option(None, "--pseudo-rounds", help="Pseudo-label rounds after training (default: the config's pseudo.rounds)."),
     pseudo_audio: Optional[Path] = typer.Option(None, "--pseudo-audio", help="More recordings for the teacher to label, e.g. the test split."),
+    embedding_cache: Optional[Path] = typer.Option(None, "--embedding-cache", help="Embedding presets: cache directory (default: RUN/embedding_cache)."),
+    threads: int = typer.Option(1, "--threads", help="Embedding presets: CPU threads for BirdNET and the MLP."),
 ):
-    """Train the detector from TP/FP boxes (k-fold, masked loss), then any pseudo-label rounds."""
-    from .config import load_config, load_preset, with_overrides
+    """Train the detector from TP/FP boxes (k-fold, masked loss), then any pseudo-label rounds.
+
+    Presets embed-linear / embed-mlp train heads on BirdNET embeddings instead of a CNN
+    (optional extra dawnchorus[birdnet]); their --set keys have no section (--set c=0.05).
+    """
+    from .config import HeadConfig, load_any_config, with_overrides
     from .pseudo import train_pseudo_rounds
     from .train import train as train_run
 
-    config = load_config(preset) if preset.endswith((".yaml", ".yml")) else load_preset(preset)
+    config = load_any_config(preset)
+    if isinstance(config, HeadConfig):
+        _train_embedding_head(config, data=data, out=out, overrides=overrides, resume=resume, pseudo_rounds=pseudo_rounds,
+                              pseudo_audio=pseudo_audio, cache=embedding_cache, threads=threads)
+        return
     extra = [f"pseudo.rounds={pseudo_rounds}"] if pseudo_rounds is not None else []
     extra += [f"pseudo.audio_dir={pseudo_audio}"] if pseudo_audio is not None else []
     config = with_overrides(config, list(overrides) + extra)
@@ -139,6 +149,20 @@ def train(
     if config.pseudo.rounds > 0:
         for round_dir in train_pseudo_rounds(run_dir=run_dir, data_dir=data, rounds=config.pseudo.rounds, progress=True):
             typer.echo(f"pseudo-label round: {round_dir}")
+
+
+def _train_embedding_head(config, *, data: Path, out: Path, overrides: List[str], resume: bool, pseudo_rounds: Optional[int],
+                          pseudo_audio: Optional[Path], cache: Optional[Path], threads: int) -> None:
+    from .config import with_head_overrides
+    from .embed_runs import train_embedding_head
+
+    extra = [f"pseudo_rounds={pseudo_rounds}"] if pseudo_rounds is not None else []
+    extra += [f"pseudo_audio_dir={pseudo_audio.resolve()}"] if pseudo_audio is not None else []
+    config = with_head_overrides(config, list(overrides) + extra)
+    run_dir = train_embedding_head(data_dir=data, out_dir=out, cache_dir=cache or out / "embedding_cache", config=config,
+                                   threads=threads, resume=resume, progress=sys.stderr.isatty())
+    typer.echo((run_dir / "history.csv").read_text().rstrip())
+    typer.echo(f"trained: {run_dir}")
 
 
 @app.command()
@@ -177,9 +201,12 @@ def predict(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
     prior: Optional[Path] = typer.Option(None, "--prior", help="CSV species_id,prevalence (or the built-in rfcx-host-paper): rescale the scores to these test prevalences (implies --postprocess)."),
     postprocess: Optional[bool] = typer.Option(None, "--postprocess/--no-postprocess", help="Rescale the scores to the test prevalences (--prior, else estimated), taking the raw scores as calibrated at 0.5."),
+    embedding_cache: Optional[Path] = typer.Option(None, "--embedding-cache", help="Embedding-head runs: cache directory (default: RUN/embedding_cache)."),
+    threads: int = typer.Option(1, "--threads", help="Embedding-head runs: CPU threads for BirdNET."),
 ):
     """Predict species presence for every recording (sliding windows, folds averaged)."""
-    from .infer import detections_table, predict as predict_run, write_raven_detections
+    from .embed_runs import is_embedding_run
+    from .infer import detections_table, write_raven_detections
     from .submission import write_submission
 
     if prior is not None and postprocess is False:
@@ -188,19 +215,37 @@ def predict(
         from .data import read_prior_csv
 
         read_prior_csv(prior)  # a broken prior file should fail before a long prediction, not after
-    result = predict_run(run_dirs=run, audio_dir=audio, window_s=window_s, hop_s=hop_s, aggregate=aggregate,
-                         frame_step_s=frame_step_s, extra_window_s=extra_window_s or None, tta_shifts=tta_shifts,
-                         pseudo_round=pseudo_round, device=device, progress=sys.stderr.isatty())
+    if any(is_embedding_run(r) for r in run):
+        cnn_only = {"--window-s": window_s, "--hop-s": hop_s, "--frame-step-s": frame_step_s, "--extra-window-s": extra_window_s,
+                    "--tta-shifts": tta_shifts}
+        given = [name for name, value in cnn_only.items() if value]
+        if len(run) > 1 or given:
+            raise InputError("an embedding-head run predicts alone and without CNN window options "
+                             f"({', '.join(given) or 'several --run'}); combine submissions with 'dawnchorus ensemble'")
+        from .embed_runs import predict_embeddings
+
+        result = predict_embeddings(run_dir=run[0], audio_dir=audio, cache_dir=embedding_cache or run[0] / "embedding_cache",
+                                    threads=threads, pseudo_round=pseudo_round, aggregate=aggregate, progress=sys.stderr.isatty())
+        from .config import load_any_config
+
+        head_config = load_any_config(run[0] / "config.yaml")
+        method, top_k = aggregate or head_config.aggregate, head_config.top_k
+    else:
+        from .config import load_config
+        from .infer import predict as predict_run, resolve_round
+
+        result = predict_run(run_dirs=run, audio_dir=audio, window_s=window_s, hop_s=hop_s, aggregate=aggregate,
+                             frame_step_s=frame_step_s, extra_window_s=extra_window_s or None, tta_shifts=tta_shifts,
+                             pseudo_round=pseudo_round, device=device, progress=sys.stderr.isatty())
+        infer_config = load_config(resolve_round(run[0], pseudo_round) / "config.yaml").infer
+        method, top_k = aggregate or infer_config.aggregate, infer_config.top_k
     submission = result.submission
     if smooth > 1:
-        from .config import load_config
-        from .infer import aggregate_windows, resolve_round
         from .postprocess import smooth_windows
+        from .scores import aggregate_windows
 
         smoothed = smooth_windows(result.windows, length=smooth, method="mean")
-        infer_config = load_config(resolve_round(run[0], pseudo_round) / "config.yaml").infer
-        submission = aggregate_windows(smoothed, species_columns=result.species.columns, method=aggregate or infer_config.aggregate,
-                                       top_k=infer_config.top_k)
+        submission = aggregate_windows(smoothed, species_columns=result.species.columns, method=method, top_k=top_k)
         result = dataclasses.replace(result, windows=smoothed)
     if postprocess or prior is not None:
         # Reference 0.5, not the run's mean out-of-fold score: it measured better on every model tried
@@ -323,50 +368,6 @@ def embed(
 
     summary = embed_directory(audio_dir=audio, cache_dir=out, hop_s=hop_s, threads=threads, progress=sys.stderr.isatty())
     typer.echo(f"embedding cache {out}: {summary}")
-
-
-@app.command("embed-train")
-@friendly_errors
-def embed_train(
-    data: Path = typer.Option(..., "--data", help="Dataset directory in the Kaggle layout (train/ and TP/FP label files)."),
-    out: Path = typer.Option(..., "--out", help="Run directory to create (config, fold heads, species.csv, oof.csv)."),
-    head: str = typer.Option("linear", "--head", help="linear (one logistic regression per species) or mlp."),
-    cache: Path = typer.Option(Path("embedding_cache"), "--cache", help="Embedding cache directory (filled as needed)."),
-    folds: int = typer.Option(5, "--folds", help="Folds grouped by recording (1 = one head on everything)."),
-    hop_s: float = typer.Option(3.0, "--hop-s", help="Hop between the 3 s windows, in seconds."),
-    threads: int = typer.Option(1, "--threads", help="CPU threads for BirdNET and the MLP."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the folds and of the MLP."),
-):
-    """Train a head on BirdNET embeddings from the TP/FP boxes (masked labels, k-fold by recording)."""
-    from .embed_heads import train_embedding_head
-
-    run_dir = train_embedding_head(data_dir=data, out_dir=out, head=head, cache_dir=cache, folds=folds, seed=seed,
-                                   hop_s=hop_s, threads=threads, progress=sys.stderr.isatty())
-    typer.echo((run_dir / "history.csv").read_text().rstrip())
-    typer.echo(f"trained: {run_dir}")
-
-
-@app.command("embed-predict")
-@friendly_errors
-def embed_predict(
-    run: Path = typer.Option(..., "--run", help="Run directory from 'dawnchorus embed-train'."),
-    audio: Path = typer.Option(..., "--audio", help="Directory (tree) of FLAC/WAV recordings."),
-    out: Path = typer.Option(..., "--out", help="Submission CSV: recording_id,s0..sN (max over windows)."),
-    cache: Path = typer.Option(Path("embedding_cache"), "--cache", help="Embedding cache directory (filled as needed)."),
-    windows: Optional[Path] = typer.Option(None, "--windows", help="Also write the per-window scores (Parquet)."),
-    threads: int = typer.Option(1, "--threads", help="CPU threads for BirdNET."),
-):
-    """Predict species presence with a head trained on BirdNET embeddings (folds averaged)."""
-    from .embed_heads import predict_embeddings
-    from .submission import write_submission
-
-    result = predict_embeddings(run_dir=run, audio_dir=audio, cache_dir=cache, threads=threads, progress=sys.stderr.isatty())
-    write_submission(out, result.submission)
-    typer.echo(f"wrote {out} ({len(result.submission)} recordings)")
-    if windows is not None:
-        windows.parent.mkdir(parents=True, exist_ok=True)
-        result.windows.to_parquet(windows, index=False)
-        typer.echo(f"wrote {windows} ({len(result.windows)} windows)")
 
 
 @raven_app.command("import")

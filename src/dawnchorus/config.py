@@ -142,27 +142,124 @@ class RunConfig:
     pseudo: PseudoConfig = field(default_factory=PseudoConfig)
 
 
+HEAD_KIND = "embedding-head"  # the ``kind`` of a YAML config for a head on pretrained embeddings
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """A small head on frozen pretrained embeddings (``kind: embedding-head`` in YAML; flat keys)."""
+
+    head: str = "linear"  # linear (one logistic regression per species) or mlp (one hidden layer, all species)
+    folds: int = 5
+    seed: int = 0
+    hop_s: float = 3.0  # hop between the embedder's windows
+    min_box_inside: float = 0.6  # share of a box (or of the window) inside a window for it to count, as for crops
+    class_weight: str = "balanced"  # balanced (positives and negatives of a species weigh alike) or none
+    c: float = 0.1  # linear: inverse L2 strength of the logistic regression
+    hidden: int = 256  # mlp: hidden units
+    dropout: float = 0.2
+    epochs: int = 60
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    aggregate: str = "topk_mean"  # recording score from window scores: max or topk_mean
+    top_k: int = 2
+    pseudo_rounds: int = 0  # rounds in which the heads label every window and a student retrains on them
+    pseudo_weight: float = 0.5  # total pseudo-label weight per species, relative to the box labels'
+    pseudo_thresholds: tuple[float, float] | None = (0.1, 0.9)  # scores become 0 / unknown / 1; None: soft targets
+    pseudo_audio_dir: str | None = None  # more recordings to pseudo-label, e.g. the test split (transductive)
+    model: str = ""  # the embedder's name, filled in by training
+    window_s: float = 3.0  # the embedder's window, filled in by training
+
+    def __post_init__(self) -> None:
+        checks = {
+            "head": self.head in ("linear", "mlp"), "class_weight": self.class_weight in ("balanced", "none"),
+            "aggregate": self.aggregate in ("max", "topk_mean"), "folds": self.folds >= 1, "top_k": self.top_k >= 1,
+            "hop_s": self.hop_s > 0, "c": self.c > 0, "hidden": self.hidden >= 1, "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1, "lr": self.lr > 0, "min_box_inside": 0 < self.min_box_inside <= 1,
+            "dropout": 0 <= self.dropout < 1, "pseudo_rounds": self.pseudo_rounds >= 0, "pseudo_weight": self.pseudo_weight > 0,
+            "pseudo_thresholds": self.pseudo_thresholds is None or 0 <= self.pseudo_thresholds[0] < self.pseudo_thresholds[1] <= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            raise InputError(f"embedding-head config: invalid {shown} (head: linear|mlp, class_weight: balanced|none, "
+                             "aggregate: max|topk_mean, counts >= 1, pseudo_thresholds: (low, high) with low < high)")
+
+
+def head_config_from_dict(raw: dict, *, source: str) -> HeadConfig:
+    values = {k: v for k, v in raw.items() if k != "kind"}
+    return _build(HeadConfig, values, where=source)
+
+
+def with_head_overrides(config: HeadConfig, overrides: list[str]) -> HeadConfig:
+    """Apply ``key=value`` strings to an embedding-head config (flat keys, values parsed as YAML)."""
+    raw = dataclasses.asdict(config)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or key not in raw or key in ("model", "window_s"):
+            names = ", ".join(k for k in raw if k not in ("model", "window_s"))
+            raise InputError(f"--set '{item}': embedding-head configs take key=value with a key among {names}")
+        try:
+            raw[key] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raw[key] = text
+    return head_config_from_dict(raw, source="--set")
+
+
+def save_head_config(config: HeadConfig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = {"kind": HEAD_KIND, **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def load_any_config(name_or_path: str | Path) -> RunConfig | HeadConfig:
+    """A preset name or a YAML file (a preset or a run's config.yaml) of either kind of model."""
+    if str(name_or_path).endswith((".yaml", ".yml")):
+        raw, source = _read_yaml(Path(name_or_path)), str(name_or_path)
+    else:
+        raw, source = _read_yaml(_preset_path(str(name_or_path))), f"preset {name_or_path}"
+    if isinstance(raw, dict) and raw.get("kind") == HEAD_KIND:
+        return head_config_from_dict(raw, source=source)
+    return from_dict(raw, source=source)
+
+
+def _read_yaml(path) -> Any:
+    if not path.is_file():
+        raise InputError(f"{path}: config file not found")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({exc})") from None
+
+
+def _preset_path(name: str):
+    path = resources.files("dawnchorus.resources") / "presets" / f"{name}.yaml"
+    if not path.is_file():
+        raise InputError(f"unknown preset '{name}'; choose from {', '.join(preset_names())} or pass a YAML file")
+    return path
+
+
 def preset_names() -> list[str]:
     folder = resources.files("dawnchorus.resources") / "presets"
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 def load_preset(name: str) -> RunConfig:
-    path = resources.files("dawnchorus.resources") / "presets" / f"{name}.yaml"
-    if not path.is_file():
-        raise InputError(f"unknown preset '{name}'; choose from {', '.join(preset_names())} or pass a YAML file")
-    return from_dict(yaml.safe_load(path.read_text()) or {}, source=f"preset {name}")
+    return _cnn_config(_read_yaml(_preset_path(name)), source=f"preset {name}")
 
 
 def load_config(path: str | Path) -> RunConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({exc})") from None
-    return from_dict(raw, source=str(path))
+    return _cnn_config(_read_yaml(Path(path)), source=str(path))
+
+
+def _cnn_config(raw: Any, *, source: str) -> RunConfig:
+    if isinstance(raw, dict) and raw.get("kind") == HEAD_KIND:
+        raise InputError(f"{source}: is an embedding-head config, not a CNN run config")
+    return from_dict(raw, source=source)
 
 
 def save_config(config: RunConfig, path: str | Path) -> Path:

@@ -24,6 +24,8 @@ from .data.audio import find_audio_files, load_audio, n_samples, window_starts
 from .data.species import SpeciesTable, read_species_csv, species_column
 from .errors import AudioError, InputError
 from .models import ClassLayout, Detector, build_model, resolve_device
+from .runs import resolve_round
+from .scores import aggregate_windows, average_window_tables
 
 try:
     from tqdm.auto import tqdm
@@ -38,24 +40,6 @@ class LoadedRun:
     layout: ClassLayout
     species: SpeciesTable
     models: list[Detector]
-
-
-def pseudo_round_dirs(run_dir: str | Path) -> list[Path]:
-    """Round 0 (the run itself) and every pseudo-label round under it, in order."""
-    run_dir = Path(run_dir)
-    rounds = sorted((p for p in (run_dir / "pseudo").glob("round*") if p.name[5:].isdigit()), key=lambda p: int(p.name[5:]))
-    return [run_dir, *rounds]
-
-
-def resolve_round(run_dir: str | Path, pseudo_round: int | None = None) -> Path:
-    """The directory of one round; by default the last one with a finished fold."""
-    rounds = pseudo_round_dirs(run_dir)
-    if pseudo_round is not None:
-        if not 0 <= pseudo_round < len(rounds):
-            raise InputError(f"{run_dir}: has pseudo-label rounds 0..{len(rounds) - 1}, not {pseudo_round}")
-        return rounds[pseudo_round]
-    finished = [r for r in rounds if any(r.glob("fold*/model.safetensors"))]
-    return finished[-1] if finished else Path(run_dir)
 
 
 def load_run(run_dir: str | Path, *, device: torch.device, pseudo_round: int | None = None) -> LoadedRun:
@@ -230,31 +214,6 @@ def predict_windows(*, run: LoadedRun, audio_paths: dict[str, Path], window_s: f
 def class_columns(layout: ClassLayout) -> list[str]:
     """Column names of a class-level (not folded) score table: s<species> or s<species>_t<songtype>."""
     return [species_column(s) if t is None else f"{species_column(s)}_t{t}" for s, t in layout.classes]
-
-
-def aggregate_windows(windows: pd.DataFrame, *, species_columns: list[str], method: str = "max", top_k: int = 3) -> pd.DataFrame:
-    """Recording scores from window scores: max over time, or the mean of the top k windows."""
-    grouped = windows.groupby("recording_id", sort=False)[species_columns]
-    if method == "max":
-        result = grouped.max()
-    elif method == "topk_mean":
-        result = grouped.agg(lambda column: np.sort(column.to_numpy())[-top_k:].mean())
-    else:
-        raise InputError(f"aggregation '{method}' is unknown; use max or topk_mean")
-    return result.reset_index()
-
-
-def average_window_tables(tables: Sequence[pd.DataFrame], *, species_columns: list[str]) -> pd.DataFrame:
-    """Mean of several runs' window tables (same windows), the model-ensemble step."""
-    if len(tables) == 1:
-        return tables[0]
-    keys = ["recording_id", "t_start_s", "t_end_s"]
-    first = tables[0][keys]
-    for table in tables[1:]:
-        if not table[keys].equals(first):
-            raise InputError("runs produced different windows; use the same --window-s and --hop-s for every run")
-    mean = np.mean([t[species_columns].to_numpy() for t in tables], axis=0)
-    return pd.concat([first.reset_index(drop=True), pd.DataFrame(mean, columns=species_columns)], axis=1)
 
 
 def detections_table(windows: pd.DataFrame, *, species: SpeciesTable, min_score: float = 0.0) -> pd.DataFrame:

@@ -31,6 +31,7 @@ from scipy.optimize import brentq
 
 from .data.species import read_prior_csv
 from .errors import InputError
+from .scores import WINDOW_KEYS
 
 __all__ = [
     "ESTIMATORS", "KEY_COLUMNS", "SCALINGS", "PostprocessResult", "PriorEstimate", "estimate_prevalence_count",
@@ -38,7 +39,7 @@ __all__ = [
     "reference_from_run", "smooth_windows", "species_columns_of",
 ]
 
-KEY_COLUMNS = ("recording_id", "t_start_s", "t_end_s")
+KEY_COLUMNS = WINDOW_KEYS
 _SPECIES_RE = re.compile(r"^s(\d+)$")
 _CLIP = 1e-6  # keeps odds finite, so a score of exactly 0 or 1 can still be rescaled
 

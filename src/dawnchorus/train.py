@@ -31,7 +31,8 @@ from .data.crops import ClassIndex, CropDataset, CropSampler, SoftLabels
 from .data.dataset import RfcxDataset, load_dataset
 from .data.species import write_species_csv
 from .errors import InputError
-from .infer import LoadedRun, aggregate_windows, predict_windows
+from .infer import LoadedRun, predict_windows
+from .scores import aggregate_windows
 from .losses import loss_from_config, masked_bce
 from .metrics import masked_auc
 from .models import ClassLayout, build_model, resolve_device

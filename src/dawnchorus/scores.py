@@ -1,0 +1,56 @@
+"""Window score tables (keyed by recording, start, end) and how they become recording scores.
+
+Torch-free, so that heads on pretrained embeddings, post-processing and the CNN's inference
+aggregate windows the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+WINDOW_KEYS = ("recording_id", "t_start_s", "t_end_s")
+AGGREGATIONS = ("max", "topk_mean")
+
+
+def check_aggregation(method: str, top_k: int) -> None:
+    if method not in AGGREGATIONS:
+        raise InputError(f"aggregation '{method}' is unknown; use {' or '.join(AGGREGATIONS)}")
+    if method == "topk_mean" and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
+        raise InputError(f"top_k must be a whole number of windows >= 1, not {top_k!r}")
+
+
+def aggregate_windows(windows: pd.DataFrame, *, species_columns: list[str], method: str = "max", top_k: int = 3) -> pd.DataFrame:
+    """Recording scores from window scores: max over time, or the mean of the top k windows.
+
+    Recordings keep the order of their first window; a recording with fewer than k windows
+    averages the ones it has.
+    """
+    check_aggregation(method, top_k)
+    grouped = windows.groupby("recording_id", sort=False)[species_columns]
+    if method == "max":
+        return grouped.max().reset_index()
+    values = windows[species_columns].to_numpy(dtype=np.float64)
+    rows = {recording: np.sort(values[index], axis=0)[-top_k:].mean(axis=0) for recording, index in grouped.indices.items()}
+    order = pd.unique(windows["recording_id"])
+    result = pd.DataFrame(np.stack([rows[r] for r in order]) if len(order) else np.zeros((0, len(species_columns))),
+                          columns=species_columns)
+    result.insert(0, "recording_id", order)
+    return result
+
+
+def average_window_tables(tables: Sequence[pd.DataFrame], *, species_columns: list[str]) -> pd.DataFrame:
+    """Mean of several runs' window tables (same windows), the model-ensemble step."""
+    if len(tables) == 1:
+        return tables[0]
+    keys = list(WINDOW_KEYS)
+    first = tables[0][keys]
+    for table in tables[1:]:
+        if not table[keys].equals(first):
+            raise InputError("runs produced different windows; use the same --window-s and --hop-s for every run")
+    mean = np.mean([t[species_columns].to_numpy() for t in tables], axis=0)
+    return pd.concat([first.reset_index(drop=True), pd.DataFrame(mean, columns=species_columns)], axis=1)
