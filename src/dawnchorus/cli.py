@@ -226,24 +226,19 @@ def predict(
 
         result = predict_embeddings(run_dir=run[0], audio_dir=audio, cache_dir=embedding_cache or run[0] / "embedding_cache",
                                     threads=threads, pseudo_round=pseudo_round, aggregate=aggregate, progress=sys.stderr.isatty())
-        from .config import load_any_config
-
-        head_config = load_any_config(run[0] / "config.yaml")
-        method, top_k = aggregate or head_config.aggregate, head_config.top_k
     else:
-        from .config import load_config
-        from .infer import predict as predict_run, resolve_round
+        from .infer import predict as predict_run
 
         result = predict_run(run_dirs=run, audio_dir=audio, window_s=window_s, hop_s=hop_s, aggregate=aggregate,
                              frame_step_s=frame_step_s, extra_window_s=extra_window_s or None, tta_shifts=tta_shifts,
                              pseudo_round=pseudo_round, device=device, progress=sys.stderr.isatty())
-        infer_config = load_config(resolve_round(run[0], pseudo_round) / "config.yaml").infer
-        method, top_k = aggregate or infer_config.aggregate, infer_config.top_k
     submission = result.submission
     if smooth > 1:
         from .postprocess import smooth_windows
         from .scores import aggregate_windows
 
+        method, top_k = _run_aggregation(run[0], pseudo_round)
+        method = aggregate or method
         smoothed = smooth_windows(result.windows, length=smooth, method="mean")
         submission = aggregate_windows(smoothed, species_columns=result.species.columns, method=method, top_k=top_k)
         result = dataclasses.replace(result, windows=smoothed)
@@ -263,6 +258,18 @@ def predict(
         if raven_dir is not None:
             written = write_raven_detections(table, out_dir=raven_dir, species=species, threshold=raven_threshold)
             typer.echo(f"wrote {len(written)} Raven table(s) to {raven_dir}")
+
+
+def _run_aggregation(run_dir: Path, pseudo_round: Optional[int]) -> tuple[str, int]:
+    """How a run turns window scores into recording scores (either kind of run)."""
+    from .config import HeadConfig, load_any_config
+    from .runs import resolve_round
+
+    config = load_any_config(run_dir / "config.yaml")
+    if isinstance(config, HeadConfig):
+        return config.aggregate, config.top_k
+    infer_config = load_any_config(resolve_round(run_dir, pseudo_round) / "config.yaml").infer
+    return infer_config.aggregate, infer_config.top_k
 
 
 def _postprocess_and_report(*, scores, source: str, out: Path, prior_path: Optional[Path], run_dir: Optional[Path], **options):
