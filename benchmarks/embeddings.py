@@ -2,14 +2,15 @@
 
 Extraction speed: windows/s and real-time factor of the BirdNET model (3 s windows, hop 3 s)
 for 1 and 2 threads, one window per call vs batches of 16, plus decode + resample to 48 kHz.
-Accuracy: embeddings of the labelled training and all test recordings are cached under
-``bench_data/embeddings`` (resumable: an interrupted run goes on where it stopped), then the
-linear probe and the masked MLP head are trained with 5 folds by recording; test LWLRAP/mAP
-of the fold-averaged heads, raw and with the host paper's prior (odds scaling, reference 0.5
-as in ``postprocess``'s default, and reference = the run's mean out-of-fold score, as
-``dawnchorus predict --prior`` does).
+Accuracy: embeddings of the training and test recordings are cached under
+``bench_data/embeddings`` (resumable), then each pipeline trains with 5 folds by recording and
+predicts the test split: the plain linear probe (C = 1, max over windows), the embed-linear and
+embed-mlp presets, pseudo-label rounds (on the training recordings, then also on the test
+recordings), the cpu-small CNN, and ensembles (geometric mean) of the embedding heads with the CNN;
+each raw, with the host paper's prior and with the prior estimated (classify and count).
+The CNN is trained here unless ``--cnn-run`` names a cpu-small run on this corpus.
 
-    nice -n 19 python benchmarks/embeddings.py [--threads 2] [--speed-recordings 2] [--skip-speed]
+    nice -n 19 python benchmarks/embeddings.py [--threads 2] [--skip-speed] [--cnn-run RUN | --skip-cnn] [--corpus-seed 2]
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import BENCH_DATA, stamp, standard_corpus  # noqa: E402
 
 from dawnchorus.data import find_audio_files, load_audio, rfcx_test_prevalence  # noqa: E402
-from dawnchorus.embed_heads import predict_embeddings, train_embedding_head  # noqa: E402
+from dawnchorus.config import load_any_config  # noqa: E402
+from dawnchorus.embed_runs import predict_embeddings, train_embedding_head  # noqa: E402
+from dawnchorus.ensemble import ensemble_tables  # noqa: E402
 from dawnchorus.embeddings import BIRDNET_SAMPLE_RATE_HZ, birdnet_embedder, embed_directory, embed_wave  # noqa: E402
 from dawnchorus.metrics import evaluate  # noqa: E402
-from dawnchorus.postprocess import postprocess, reference_from_run  # noqa: E402
+from dawnchorus.postprocess import postprocess  # noqa: E402
 from dawnchorus.submission import write_submission  # noqa: E402
 
 
@@ -52,7 +55,18 @@ def speed(corpus: Path, *, recordings: int, hop_s: float) -> None:
             print(f"| {threads} | {batch} | {windows / took:.1f} | {audio_s / took:.0f}x | {60 * took / audio_s:.2f} |")
 
 
-def accuracy(corpus: Path, *, threads: int, hop_s: float, folds: int) -> None:
+def _rows(name: str, table: pd.DataFrame, *, truth: Path, tmp: Path, seconds: float | str) -> list[str]:
+    variants = {"raw": table, "host prior": postprocess(scores=table, prior=rfcx_test_prevalence()).scores,
+                "estimated prior (cc)": postprocess(scores=table).scores}
+    rows = []
+    for variant, scores in variants.items():
+        report = evaluate(truth_path=truth, pred_path=write_submission(tmp / "sub.csv", scores))
+        timing = (f"{seconds:.0f} s" if isinstance(seconds, float) else seconds) if variant == "raw" else "+ <1 s"
+        rows.append(f"| {name}, {variant} | {timing} | {report.lwlrap:.4f} | {report.map:.4f} |")
+    return rows
+
+
+def accuracy(corpus: Path, *, threads: int, hop_s: float, folds: int, cnn_run: Path | None, skip_cnn: bool) -> None:
     cache = BENCH_DATA / "embeddings"
     embedder = birdnet_embedder(threads=threads, batch_size=16)
     truth = corpus / "truth" / "test_labels.csv"
@@ -61,28 +75,53 @@ def accuracy(corpus: Path, *, threads: int, hop_s: float, folds: int) -> None:
         started = time.perf_counter()
         summary = embed_directory(audio_dir=corpus / split, cache_dir=cache, embedder=embedder, hop_s=hop_s, progress=True)
         print(f"extract {split}: {summary} in {time.perf_counter() - started:.0f} s ({threads} threads)")
-    print("\n| head | train time (all folds) | masked val AUC (mean over folds) | test LWLRAP | test mAP |\n|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as tmp:
-        for head in ("linear", "mlp"):
-            run_dir = Path(tmp) / head
+    linear, mlp = load_any_config("embed-linear"), load_any_config("embed-mlp")
+    test_audio = str((corpus / "test").resolve())
+    pipelines = {
+        "linear probe (C 1, max over windows)": (linear, dict(c=1.0, aggregate="max")),
+        "embed-linear (C 0.1, mean of top 2 windows)": (linear, {}),
+        "embed-mlp": (mlp, {}),
+        "embed-linear + 2 pseudo-label rounds (train recordings)": (linear, dict(pseudo_rounds=2)),
+        "embed-linear + 2 pseudo-label rounds (train + test recordings)": (linear, dict(pseudo_rounds=2, pseudo_audio_dir=test_audio)),
+        "embed-mlp + 2 pseudo-label rounds (train + test recordings)": (mlp, dict(pseudo_rounds=2, pseudo_audio_dir=test_audio)),
+    }
+    print("| pipeline | train time (5 folds, cached embeddings) | test LWLRAP | test mAP |\n|---|---|---|---|")
+    submissions = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for name, (config, options) in pipelines.items():
+            run_dir = tmp / f"run{len(submissions)}"
             started = time.perf_counter()
-            train_embedding_head(data_dir=corpus, out_dir=run_dir, head=head, cache_dir=cache, folds=folds, hop_s=hop_s,
-                                 threads=threads, embedder=embedder)
-            train_s = time.perf_counter() - started
-            val_auc = pd.read_csv(run_dir / "history.csv")["val_auc"].mean()
-            result = predict_embeddings(run_dir=run_dir, audio_dir=corpus / "test", cache_dir=cache, embedder=embedder)
-            reference = reference_from_run(run_dir, columns=result.species.columns)
-            variants = {
-                "raw": result.submission,
-                "+ host prior (reference 0.5)": postprocess(scores=result.submission, prior=rfcx_test_prevalence()).scores,
-                "+ host prior (reference = OOF mean)": postprocess(scores=result.submission, prior=rfcx_test_prevalence(),
-                                                                    reference=reference).scores,
-            }
-            for name, table in variants.items():
-                report = evaluate(truth_path=truth, pred_path=write_submission(Path(tmp) / "sub.csv", table))
-                timing = f"{train_s:.1f} s" if name == "raw" else "+ <1 s"
-                auc = f"{val_auc:.3f}" if name == "raw" else "—"
-                print(f"| {head} {name} | {timing} | {auc} | {report.lwlrap:.4f} | {report.map:.4f} |")
+            train_embedding_head(data_dir=corpus, out_dir=run_dir, cache_dir=cache, config=config, folds=folds, hop_s=hop_s,
+                                 threads=threads, embedder=embedder, **options)
+            seconds = time.perf_counter() - started
+            submissions[name] = predict_embeddings(run_dir=run_dir, audio_dir=corpus / "test", cache_dir=cache, embedder=embedder).submission
+            print("\n".join(_rows(name, submissions[name], truth=truth, tmp=tmp, seconds=seconds)), flush=True)
+        best_linear = submissions["embed-linear + 2 pseudo-label rounds (train + test recordings)"]
+        best_mlp = submissions["embed-mlp + 2 pseudo-label rounds (train + test recordings)"]
+        ensembles = {"ensemble: embed-linear + embed-mlp (both + 2 PL rounds)": [best_linear, best_mlp]}
+        if not skip_cnn:
+            cnn_submission, cnn_seconds = _cnn(corpus, cnn_run=cnn_run, tmp=tmp)
+            print("\n".join(_rows("CNN (cpu-small)", cnn_submission, truth=truth, tmp=tmp, seconds=cnn_seconds)), flush=True)
+            ensembles["ensemble: embed-linear (+ 2 PL rounds) + CNN"] = [best_linear, cnn_submission]
+            ensembles["ensemble: embed-linear + embed-mlp (+ 2 PL rounds) + CNN"] = [best_linear, best_mlp, cnn_submission]
+        for name, tables in ensembles.items():
+            table = ensemble_tables(tables=tables, method="geometric")
+            print("\n".join(_rows(f"{name} (geometric mean)", table, truth=truth, tmp=tmp, seconds="as above")), flush=True)
+
+
+def _cnn(corpus: Path, *, cnn_run: Path | None, tmp: Path) -> tuple[pd.DataFrame, float | str]:
+    """The cpu-small CNN's test submission: trained here, or predicted with a given run."""
+    from dawnchorus.config import load_preset
+    from dawnchorus.infer import predict
+    from dawnchorus.train import train
+
+    seconds: float | str = "given run"
+    if cnn_run is None:
+        started = time.perf_counter()
+        cnn_run = train(data_dir=corpus, out_dir=tmp / "cnn", config=load_preset("cpu-small"))
+        seconds = time.perf_counter() - started
+    return predict(run_dirs=[cnn_run], audio_dir=corpus / "test").submission, seconds
 
 
 def main() -> None:
@@ -93,13 +132,16 @@ def main() -> None:
     parser.add_argument("--speed-recordings", type=int, default=2, help="recordings timed per speed configuration")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--cnn-run", type=Path, help="a cpu-small run trained on this corpus (default: train one, ~15 min)")
+    parser.add_argument("--skip-cnn", action="store_true", help="leave out the CNN and its ensembles")
+    parser.add_argument("--corpus-seed", type=int, default=1, help="seed of the 300/200 synthetic corpus (1: the standard one)")
     args = parser.parse_args()
-    corpus = standard_corpus()
-    print(f"# BirdNET embeddings + heads ({stamp()})")
+    corpus = standard_corpus(seed=args.corpus_seed)
+    print(f"# BirdNET embeddings + heads ({stamp()}, corpus {corpus})")
     if not args.skip_speed:
         speed(corpus, recordings=args.speed_recordings, hop_s=args.hop_s)
     if not args.skip_accuracy:
-        accuracy(corpus, threads=args.threads, hop_s=args.hop_s, folds=args.folds)
+        accuracy(corpus, threads=args.threads, hop_s=args.hop_s, folds=args.folds, cnn_run=args.cnn_run, skip_cnn=args.skip_cnn)
 
 
 if __name__ == "__main__":
