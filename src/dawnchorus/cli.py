@@ -196,6 +196,7 @@ def predict(
     frame_step_s: Optional[float] = typer.Option(None, "--frame-step-s", help="Framewise scores on this time grid (default: the run's infer.frame_step_s)."),
     extra_window_s: List[float] = typer.Option([], "--extra-window-s", help="Multi-scale: another window length, averaged on the frame grid (repeatable)."),
     tta_shifts: Optional[int] = typer.Option(None, "--tta-shifts", help="Test-time augmentation: passes with windows shifted by hop/N."),
+    class_windows: bool = typer.Option(False, "--class-windows", help="Each species with its own window length, from 'dawnchorus scales' (RUN/class_windows.csv)."),
     smooth: int = typer.Option(1, "--smooth", help="Moving mean over this many consecutive windows (or frame steps) before aggregating."),
     pseudo_round: Optional[int] = typer.Option(None, "--round", help="Pseudo-label round to predict with (default: the last finished; 0 = the first model)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
@@ -217,7 +218,7 @@ def predict(
         read_prior_csv(prior)  # a broken prior file should fail before a long prediction, not after
     if any(is_embedding_run(r) for r in run):
         cnn_only = {"--window-s": window_s, "--hop-s": hop_s, "--frame-step-s": frame_step_s, "--extra-window-s": extra_window_s,
-                    "--tta-shifts": tta_shifts}
+                    "--tta-shifts": tta_shifts, "--class-windows": class_windows}
         given = [name for name, value in cnn_only.items() if value]
         if len(run) > 1 or given:
             raise InputError("an embedding-head run predicts alone and without CNN window options "
@@ -228,10 +229,12 @@ def predict(
                                     threads=threads, pseudo_round=pseudo_round, aggregate=aggregate, progress=sys.stderr.isatty())
     else:
         from .infer import predict as predict_run
+        from .multiscale import read_class_windows
 
         result = predict_run(run_dirs=run, audio_dir=audio, window_s=window_s, hop_s=hop_s, aggregate=aggregate,
                              frame_step_s=frame_step_s, extra_window_s=extra_window_s or None, tta_shifts=tta_shifts,
-                             pseudo_round=pseudo_round, device=device, progress=sys.stderr.isatty())
+                             pseudo_round=pseudo_round, device=device, progress=sys.stderr.isatty(),
+                             class_window_s=read_class_windows(run[0]) if class_windows else None)
     submission = result.submission
     if smooth > 1:
         from .postprocess import smooth_windows
@@ -270,6 +273,22 @@ def _run_aggregation(run_dir: Path, pseudo_round: Optional[int]) -> tuple[str, i
         return config.aggregate, config.top_k
     infer_config = load_any_config(resolve_round(run_dir, pseudo_round) / "config.yaml").infer
     return infer_config.aggregate, infer_config.top_k
+
+
+@app.command()
+@friendly_errors
+def scales(
+    run: Path = typer.Option(..., "--run", help="Trained CNN run directory (with folds that held recordings out)."),
+    data: Path = typer.Option(..., "--data", help="The dataset directory the run was trained on."),
+    window_s: List[float] = typer.Option(..., "--window-s", help="A candidate window length besides the run's own (repeatable)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+):
+    """Choose each species' window length from held-out TP/FP boxes; 'predict --class-windows' uses it."""
+    from .multiscale import CLASS_WINDOWS_FILE, choose_class_windows
+
+    table = choose_class_windows(run_dir=run, data_dir=data, windows_s=window_s, device=device, progress=sys.stderr.isatty())
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    typer.echo(f"wrote {run / CLASS_WINDOWS_FILE}")
 
 
 def _postprocess_and_report(*, scores, source: str, out: Path, prior_path: Optional[Path], run_dir: Optional[Path], **options):

@@ -109,59 +109,72 @@ def _model_scores(run: LoadedRun, batch: torch.Tensor, *, fold_classes: bool) ->
 
 
 class _FrameGrid:
-    """Framewise scores of one recording on a regular grid, averaged over overlapping windows."""
+    """Framewise scores of one recording on a regular grid, per window length (scale).
 
-    def __init__(self, n_samples_total: int, *, rate: int, step_s: float, n_classes: int):
+    Each scale's steps average the windows covering them; ``rows`` then mixes the scales per
+    class with ``weights`` (scales x classes): equal weights for multi-scale averaging, one-hot
+    rows for a per-class choice of window length.
+    """
+
+    def __init__(self, n_samples_total: int, *, rate: int, step_s: float, n_classes: int, n_scales: int = 1):
         self.rate, self.step_s = rate, step_s
         self.duration_s = n_samples_total / rate
         n_steps = max(1, int(np.ceil(self.duration_s / step_s - 1e-9)))
         self.centres_s = (np.arange(n_steps) + 0.5) * step_s
-        self.total = np.zeros((n_steps, n_classes))
-        self.count = np.zeros((n_steps, 1))
+        self.total = np.zeros((n_scales, n_steps, n_classes))
+        self.count = np.zeros((n_scales, n_steps, 1))
 
-    def add(self, start: int, window: int, clip: np.ndarray, frame: np.ndarray | None) -> None:
+    def add(self, start: int, window: int, clip: np.ndarray, frame: np.ndarray | None, *, scale: int = 0) -> None:
         t0, length_s = start / self.rate, window / self.rate
         inside = np.flatnonzero((self.centres_s >= t0) & (self.centres_s < t0 + length_s))
         if frame is None:  # a clip-level head: the window's score holds for all its steps
-            self.total[inside] += clip
+            self.total[scale, inside] += clip
         else:
             index = np.minimum(((self.centres_s[inside] - t0) / length_s * frame.shape[-1]).astype(np.int64), frame.shape[-1] - 1)
-            self.total[inside] += frame[:, index].T
-        self.count[inside] += 1
+            self.total[scale, inside] += frame[:, index].T
+        self.count[scale, inside] += 1
 
-    def rows(self) -> tuple[list[tuple[float, float]], np.ndarray]:
+    def rows(self, weights: np.ndarray | None = None) -> tuple[list[tuple[float, float]], np.ndarray]:
         starts = self.centres_s - self.step_s / 2
         keys = [(float(a), float(min(a + self.step_s, self.duration_s))) for a in starts]
-        return keys, self.total / np.maximum(self.count, 1)
+        means = self.total / np.maximum(self.count, 1)  # (scales, steps, classes)
+        weights = np.ones(self.total[:, 0].shape) if weights is None else weights
+        covered = weights[:, None, :] * (self.count > 0)  # a scale whose windows missed a step does not vote there
+        return keys, (means * covered).sum(axis=0) / np.maximum(covered.sum(axis=0), 1e-12)
 
 
 @torch.no_grad()
 def predict_windows(*, run: LoadedRun, audio_paths: dict[str, Path], window_s: float, hop_s: float,
                     batch_size: int, device: torch.device, progress: bool = False, frame_step_s: float | None = None,
-                    extra_window_s: Sequence[float] = (), tta_shifts: int = 1, fold_classes: bool = True) -> pd.DataFrame:
+                    extra_window_s: Sequence[float] = (), tta_shifts: int = 1, fold_classes: bool = True,
+                    class_window_s: dict[str, float] | None = None) -> pd.DataFrame:
     """Scores keyed by (recording_id, t_start_s, t_end_s), species columns (or class columns).
 
     Without ``frame_step_s`` a row is a window and holds its clip score. With it, rows are a
     regular grid of ``frame_step_s`` steps, each the mean over every window covering it of the
     window's frame score (heads with a frame output) or clip score; that grid is also where
     several window lengths (multi-scale) and shifted passes (test-time augmentation) meet.
+    Scales are averaged with equal weight, except for the columns of ``class_window_s``, which
+    take only the scale of their chosen window length (``choose_class_windows``, 23rd place).
     """
     rate = run.config.features.sample_rate_hz
-    windows_s = [window_s, *extra_window_s]
+    columns = run.species.columns if fold_classes else class_columns(run.layout)
+    windows_s = list(dict.fromkeys([float(window_s), *map(float, extra_window_s), *(class_window_s or {}).values()]))
+    scale_weights = _scale_weights(windows_s, columns, class_window_s or {})
     grid_mode = frame_step_s is not None or len(windows_s) > 1 or tta_shifts > 1
     if grid_mode and frame_step_s is None:
         frame_step_s = hop_s / max(1, tta_shifts)
     hop = n_samples(hop_s, rate)
-    columns = run.species.columns if fold_classes else class_columns(run.layout)
     ids, paths = list(audio_paths), list(audio_paths.values())
     keys: list[tuple[str, float, float]] = []
     scores: list[np.ndarray] = []
     pending: list[tuple[int, np.ndarray]] = []  # (recording index, waveform)
 
     def flush():
-        grids = [_FrameGrid(w.shape[0], rate=rate, step_s=frame_step_s, n_classes=len(columns)) for _, w in pending] if grid_mode else None
+        grids = [_FrameGrid(w.shape[0], rate=rate, step_s=frame_step_s, n_classes=len(columns), n_scales=len(windows_s))
+                 for _, w in pending] if grid_mode else None
         rows: list[list[tuple[tuple[str, float, float], np.ndarray]]] = [[] for _ in pending]
-        for length_s in windows_s:
+        for scale, length_s in enumerate(windows_s):
             window = n_samples(length_s, rate)
             where, stacks = [], []  # windows of every pending recording share batches
             for position, (_, wave) in enumerate(pending):
@@ -177,14 +190,14 @@ def predict_windows(*, run: LoadedRun, audio_paths: dict[str, Path], window_s: f
                 clip, frame = clip.cpu().numpy(), (frame.cpu().numpy() if frame is not None else None)
                 for row, (position, start) in enumerate(where[first : first + batch_size]):
                     if grids is not None:
-                        grids[position].add(start, window, clip[row], frame[row] if frame is not None else None)
+                        grids[position].add(start, window, clip[row], frame[row] if frame is not None else None, scale=scale)
                     else:
                         recording, wave = pending[position]
                         end = min(start + window, max(wave.shape[0], window))
                         rows[position].append(((ids[recording], start / rate, end / rate), clip[row]))
         for position, (recording, _) in enumerate(pending):
             if grids is not None:
-                grid_keys, grid_scores = grids[position].rows()
+                grid_keys, grid_scores = grids[position].rows(scale_weights)
                 keys.extend((ids[recording], a, b) for a, b in grid_keys)
                 scores.append(grid_scores)
             elif rows[position]:
@@ -209,6 +222,44 @@ def predict_windows(*, run: LoadedRun, audio_paths: dict[str, Path], window_s: f
     frame = pd.DataFrame(keys, columns=["recording_id", "t_start_s", "t_end_s"])
     values = np.concatenate(scores) if scores else np.zeros((0, len(columns)))
     return pd.concat([frame, pd.DataFrame(values.astype(np.float32), columns=columns)], axis=1)
+
+
+def predict_out_of_fold(*, run: LoadedRun, audio_paths: dict[str, Path], device: torch.device, progress: bool = False,
+                        **options) -> pd.DataFrame:
+    """``predict_windows`` where each recording a fold held out is scored by that fold's model only
+    (the others by the mean of all folds); rows in the order of ``audio_paths``. ``options`` are
+    ``predict_windows``'s (window and hop default to the run's).
+    """
+    infer = run.config.infer
+    options = {"window_s": infer.window_s, "hop_s": infer.hop_s, "batch_size": infer.batch_size, **options}
+    fold_names = [p.parent.name for p in sorted(Path(run.run_dir).glob("fold*/model.safetensors"))]
+    folds_csv = Path(run.run_dir) / "folds.csv"
+    held_out_by = pd.read_csv(folds_csv, dtype={"recording_id": str}) if folds_csv.is_file() else pd.DataFrame(columns=["recording_id", "fold"])
+    fold_of = dict(zip(held_out_by["recording_id"], held_out_by["fold"]))
+    groups: dict[int | None, dict[str, Path]] = {}
+    for recording_id, path in audio_paths.items():
+        fold = fold_of.get(recording_id)
+        use = f"fold{fold}" if fold is not None and f"fold{fold}" in fold_names else None
+        groups.setdefault(fold_names.index(use) if use else None, {})[recording_id] = path
+    tables = []
+    for model_index, paths in groups.items():
+        models = run.models if model_index is None else [run.models[model_index]]
+        subset = LoadedRun(run.run_dir, run.config, run.layout, run.species, models)
+        tables.append(predict_windows(run=subset, audio_paths=paths, device=device, progress=progress, **options))
+    table = pd.concat(tables, ignore_index=True)
+    order = {r: i for i, r in enumerate(audio_paths)}
+    return table.sort_values(["recording_id", "t_start_s"], key=lambda c: c.map(order) if c.name == "recording_id" else c,
+                             kind="stable").reset_index(drop=True)
+
+
+def _scale_weights(windows_s: list[float], columns: list[str], class_window_s: dict[str, float]) -> np.ndarray:
+    unknown = sorted(set(class_window_s) - set(columns))
+    if unknown:
+        raise InputError(f"per-class window lengths name column(s) {', '.join(unknown)} that the run does not predict")
+    weights = np.ones((len(windows_s), len(columns)))
+    for column, length_s in class_window_s.items():
+        weights[:, columns.index(column)] = [float(w == float(length_s)) for w in windows_s]
+    return weights
 
 
 def class_columns(layout: ClassLayout) -> list[str]:
@@ -250,11 +301,12 @@ def predict(*, run_dirs: Sequence[str | Path], audio_dir: str | Path, window_s: 
             hop_s: float | None = None, batch_size: int | None = None, aggregate: str | None = None,
             frame_step_s: float | None = None, extra_window_s: Sequence[float] | None = None,
             tta_shifts: int | None = None, pseudo_round: int | None = None, device: str = "auto",
-            progress: bool = False) -> Prediction:
+            class_window_s: dict[str, float] | None = None, progress: bool = False) -> Prediction:
     """Predict every recording under ``audio_dir`` with one or more runs (all folds averaged).
 
     Options left as None take the first run's ``infer`` settings; ``pseudo_round`` picks a
     pseudo-label round of a run trained with them (default: its last finished round).
+    ``class_window_s`` gives some species columns their own window length (``multiscale``).
     """
     if not run_dirs:
         raise InputError("give at least one run directory")
@@ -271,7 +323,7 @@ def predict(*, run_dirs: Sequence[str | Path], audio_dir: str | Path, window_s: 
     window_s, hop_s = window_s or infer.window_s, hop_s or infer.hop_s
     grid = dict(frame_step_s=frame_step_s if frame_step_s is not None else infer.frame_step_s,
                 extra_window_s=tuple(extra_window_s if extra_window_s is not None else infer.extra_window_s),
-                tta_shifts=tta_shifts or infer.tta_shifts)
+                tta_shifts=tta_shifts or infer.tta_shifts, class_window_s=class_window_s)
     tables = [predict_windows(run=run, audio_paths=audio_paths, window_s=window_s, hop_s=hop_s,
                               batch_size=batch_size or infer.batch_size, device=torch_device, progress=progress, **grid)
               for run in runs]

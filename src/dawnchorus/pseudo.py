@@ -26,7 +26,7 @@ from .data.audio import find_audio_files
 from .data.crops import SoftLabels
 from .data.dataset import load_dataset
 from .errors import InputError
-from .infer import LoadedRun, class_columns, load_run, predict_windows
+from .infer import class_columns, load_run, predict_out_of_fold
 from .models import ClassLayout, resolve_device
 from .train import train
 
@@ -41,27 +41,8 @@ def teacher_labels(*, teacher_dir: str | Path, audio_paths: dict[str, Path], dev
     every other recording by the mean of all folds.
     """
     teacher = load_run(teacher_dir, device=device, pseudo_round=0)
-    config = teacher.config
-    fold_names = [p.parent.name for p in sorted(Path(teacher.run_dir).glob("fold*/model.safetensors"))]
-    folds_csv = Path(teacher.run_dir) / "folds.csv"
-    held_out_by = pd.read_csv(folds_csv, dtype={"recording_id": str}) if folds_csv.is_file() else pd.DataFrame(columns=["recording_id", "fold"])
-    fold_of = dict(zip(held_out_by["recording_id"], held_out_by["fold"]))
-    groups: dict[int | None, dict[str, Path]] = {}
-    for recording_id, path in audio_paths.items():
-        fold = fold_of.get(recording_id)
-        use = f"fold{fold}" if fold is not None and f"fold{fold}" in fold_names else None
-        groups.setdefault(fold_names.index(use) if use else None, {})[recording_id] = path
-    tables = []
-    for model_index, paths in groups.items():
-        models = teacher.models if model_index is None else [teacher.models[model_index]]
-        subset = LoadedRun(teacher.run_dir, config, teacher.layout, teacher.species, models)
-        tables.append(predict_windows(run=subset, audio_paths=paths, window_s=config.infer.window_s,
-                                      hop_s=config.infer.hop_s, batch_size=config.infer.batch_size, device=device,
-                                      progress=progress, frame_step_s=config.pseudo.step_s, fold_classes=False))
-    table = pd.concat(tables, ignore_index=True)
-    order = {r: i for i, r in enumerate(audio_paths)}
-    return table.sort_values(["recording_id", "t_start_s"], key=lambda c: c.map(order) if c.name == "recording_id" else c,
-                             kind="stable").reset_index(drop=True)
+    return predict_out_of_fold(run=teacher, audio_paths=audio_paths, device=device, progress=progress,
+                               frame_step_s=teacher.config.pseudo.step_s, fold_classes=False)
 
 
 def soft_labels_from_table(table: pd.DataFrame, *, columns: list[str], step_s: float,
