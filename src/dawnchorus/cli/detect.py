@@ -1,0 +1,206 @@
+"""Commands that train and run detectors: CNN runs, embedding heads, pseudo-label rounds, prediction, window lengths."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import InputError
+from ._app import app, friendly_errors
+from .scores import postprocess_and_report
+
+
+@app.command()
+@friendly_errors
+def train(
+    data: Path = typer.Option(..., "--data", help="Dataset directory in the Kaggle layout."),
+    out: Path = typer.Option(..., "--out", help="Run directory for checkpoints, config, history and OOF predictions."),
+    preset: str = typer.Option("cpu-small", "--preset", help="Preset name (cpu-small, gpu, embed-linear, embed-mlp) or a YAML config file (a run's config.yaml repeats it)."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a config field: section.key=value (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    pseudo_rounds: Optional[int] = typer.Option(None, "--pseudo-rounds", help="Pseudo-label rounds after training (default: the config's pseudo.rounds)."),
+    pseudo_audio: Optional[Path] = typer.Option(None, "--pseudo-audio", help="More recordings for the teacher to label, e.g. the test split."),
+    embedding_cache: Optional[Path] = typer.Option(None, "--embedding-cache", help="Embedding presets: cache directory (default: RUN/embedding_cache)."),
+    threads: int = typer.Option(1, "--threads", help="Embedding presets: CPU threads for BirdNET and the MLP."),
+):
+    """Train the detector from TP/FP boxes (k-fold, masked loss), then any pseudo-label rounds.
+
+    Presets embed-linear / embed-mlp train heads on BirdNET embeddings instead of a CNN
+    (optional extra dawnchorus[birdnet]); their --set keys have no section (--set c=0.05).
+    """
+    from ..config import HeadConfig, load_any_config, with_overrides
+    from ..pseudo import train_pseudo_rounds
+    from ..train import train as train_run
+
+    config = load_any_config(preset)
+    if isinstance(config, HeadConfig):
+        _train_embedding_head(config, data=data, out=out, overrides=overrides, resume=resume, pseudo_rounds=pseudo_rounds,
+                              pseudo_audio=pseudo_audio, cache=embedding_cache, threads=threads)
+        return
+    extra = [f"pseudo.rounds={pseudo_rounds}"] if pseudo_rounds is not None else []
+    extra += [f"pseudo.audio_dir={pseudo_audio}"] if pseudo_audio is not None else []
+    config = with_overrides(config, list(overrides) + extra)
+    run_dir = train_run(data_dir=data, out_dir=out, config=config, resume=resume, progress=True)
+    typer.echo(f"trained: {run_dir}")
+    if config.pseudo.rounds > 0:
+        for round_dir in train_pseudo_rounds(run_dir=run_dir, data_dir=data, rounds=config.pseudo.rounds, progress=True):
+            typer.echo(f"pseudo-label round: {round_dir}")
+
+
+def _train_embedding_head(config, *, data: Path, out: Path, overrides: List[str], resume: bool, pseudo_rounds: Optional[int],
+                          pseudo_audio: Optional[Path], cache: Optional[Path], threads: int) -> None:
+    from ..config import with_head_overrides
+    from ..embed_runs import train_embedding_head
+
+    extra = [f"pseudo_rounds={pseudo_rounds}"] if pseudo_rounds is not None else []
+    extra += [f"pseudo_audio_dir={pseudo_audio.resolve()}"] if pseudo_audio is not None else []
+    config = with_head_overrides(config, list(overrides) + extra)
+    run_dir = train_embedding_head(data_dir=data, out_dir=out, cache_dir=cache or out / "embedding_cache", config=config,
+                                   threads=threads, resume=resume, progress=sys.stderr.isatty())
+    typer.echo((run_dir / "history.csv").read_text().rstrip())
+    typer.echo(f"trained: {run_dir}")
+
+
+@app.command()
+@friendly_errors
+def pseudo(
+    run: Path = typer.Option(..., "--run", help="Trained run directory (the first teacher)."),
+    data: Path = typer.Option(..., "--data", help="The dataset directory the run was trained on."),
+    rounds: int = typer.Option(1, "--rounds", help="Make sure rounds 1..N exist (finished ones are kept, an unfinished one resumes)."),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="More recordings for the teacher to label, e.g. the test split."),
+):
+    """Pseudo-label rounds: the teacher labels every recording framewise, a student trains on it."""
+    from ..pseudo import train_pseudo_rounds
+
+    for round_dir in train_pseudo_rounds(run_dir=run, data_dir=data, rounds=rounds, audio_dir=audio, progress=True):
+        typer.echo(f"pseudo-label round: {round_dir}")
+
+
+@app.command()
+@friendly_errors
+def predict(
+    run: List[Path] = typer.Option(..., "--run", help="Run directory from 'dawnchorus train' (repeat to ensemble runs)."),
+    audio: Path = typer.Option(..., "--audio", help="Directory (tree) of FLAC/WAV recordings."),
+    out: Path = typer.Option(..., "--out", help="Submission CSV: recording_id,s0..sN, in the order files are found."),
+    detections: Optional[Path] = typer.Option(None, "--detections", help="Also write per-window detections (Parquet)."),
+    raven_dir: Optional[Path] = typer.Option(None, "--raven", help="Also write Raven selection tables per recording."),
+    raven_threshold: float = typer.Option(0.5, "--raven-threshold", help="Score a window needs to appear in the Raven tables."),
+    min_score: float = typer.Option(0.0, "--min-score", help="Drop detections below this score."),
+    window_s: Optional[float] = typer.Option(None, "--window-s", help="Window length (default: the run's infer.window_s)."),
+    hop_s: Optional[float] = typer.Option(None, "--hop-s", help="Window hop (default: the run's infer.hop_s)."),
+    aggregate: Optional[str] = typer.Option(None, "--aggregate", help="max or topk_mean (default: the run's)."),
+    frame_step_s: Optional[float] = typer.Option(None, "--frame-step-s", help="Framewise scores on this time grid (default: the run's infer.frame_step_s)."),
+    extra_window_s: List[float] = typer.Option([], "--extra-window-s", help="Multi-scale: another window length, averaged on the frame grid (repeatable)."),
+    tta_shifts: Optional[int] = typer.Option(None, "--tta-shifts", help="Test-time augmentation: passes with windows shifted by hop/N."),
+    class_windows: bool = typer.Option(False, "--class-windows", help="Each species with its own window length, from 'dawnchorus scales' (RUN/class_windows.csv)."),
+    smooth: int = typer.Option(1, "--smooth", help="Moving mean over this many consecutive windows (or frame steps) before aggregating."),
+    pseudo_round: Optional[int] = typer.Option(None, "--round", help="Pseudo-label round to predict with (default: the last finished; 0 = the first model)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+    prior: Optional[Path] = typer.Option(None, "--prior", help="CSV species_id,prevalence (or the built-in rfcx-host-paper): rescale the scores to these test prevalences (implies --postprocess)."),
+    postprocess: Optional[bool] = typer.Option(None, "--postprocess/--no-postprocess", help="Rescale the scores to the test prevalences (--prior, else estimated), taking the raw scores as calibrated at 0.5."),
+    embedding_cache: Optional[Path] = typer.Option(None, "--embedding-cache", help="Embedding-head runs: cache directory (default: RUN/embedding_cache)."),
+    threads: int = typer.Option(1, "--threads", help="Embedding-head runs: CPU threads for BirdNET."),
+):
+    """Predict species presence for every recording (sliding windows, folds averaged)."""
+    from ..embed_runs import is_embedding_run
+    from ..infer import detections_table, write_raven_detections
+    from ..submission import write_submission
+
+    if prior is not None and postprocess is False:
+        raise InputError("--prior only has an effect with post-processing; drop --no-postprocess or --prior")
+    if prior is not None:
+        from ..data import read_prior_csv
+
+        read_prior_csv(prior)  # a broken prior file should fail before a long prediction, not after
+    if any(is_embedding_run(r) for r in run):
+        cnn_only = {"--window-s": window_s, "--hop-s": hop_s, "--frame-step-s": frame_step_s, "--extra-window-s": extra_window_s,
+                    "--tta-shifts": tta_shifts, "--class-windows": class_windows}
+        given = [name for name, value in cnn_only.items() if value]
+        if len(run) > 1 or given:
+            raise InputError("an embedding-head run predicts alone and without CNN window options "
+                             f"({', '.join(given) or 'several --run'}); combine submissions with 'dawnchorus ensemble'")
+        from ..embed_runs import predict_embeddings
+
+        result = predict_embeddings(run_dir=run[0], audio_dir=audio, cache_dir=embedding_cache or run[0] / "embedding_cache",
+                                    threads=threads, pseudo_round=pseudo_round, aggregate=aggregate, progress=sys.stderr.isatty())
+    else:
+        from ..infer import predict as predict_run
+        from ..multiscale import read_class_windows
+
+        result = predict_run(run_dirs=run, audio_dir=audio, window_s=window_s, hop_s=hop_s, aggregate=aggregate,
+                             frame_step_s=frame_step_s, extra_window_s=extra_window_s or None, tta_shifts=tta_shifts,
+                             pseudo_round=pseudo_round, device=device, progress=sys.stderr.isatty(),
+                             class_window_s=read_class_windows(run[0]) if class_windows else None)
+    submission = result.submission
+    if smooth > 1:
+        from ..postprocess import smooth_windows
+        from ..scores import aggregate_windows
+
+        method, top_k = _run_aggregation(run[0], pseudo_round)
+        method = aggregate or method
+        smoothed = smooth_windows(result.windows, length=smooth, method="mean")
+        submission = aggregate_windows(smoothed, species_columns=result.species.columns, method=method, top_k=top_k)
+        result = dataclasses.replace(result, windows=smoothed)
+    if postprocess or prior is not None:
+        # Reference 0.5, not the run's mean out-of-fold score: it measured better on every model tried
+        # (benchmarks/RESULTS.md); 'dawnchorus postprocess --run RUN' uses the out-of-fold reference.
+        submission = postprocess_and_report(scores=submission, source="predictions", out=out, prior_path=prior, run_dir=None)
+    write_submission(out, submission)
+    typer.echo(f"wrote {out} ({len(submission)} recordings)")
+    if detections is not None or raven_dir is not None:
+        species = result.species
+        table = detections_table(result.windows, species=species, min_score=min_score)
+        if detections is not None:
+            detections.parent.mkdir(parents=True, exist_ok=True)
+            table.to_parquet(detections, index=False)
+            typer.echo(f"wrote {detections} ({len(table)} detections)")
+        if raven_dir is not None:
+            written = write_raven_detections(table, out_dir=raven_dir, species=species, threshold=raven_threshold)
+            typer.echo(f"wrote {len(written)} Raven table(s) to {raven_dir}")
+
+
+def _run_aggregation(run_dir: Path, pseudo_round: Optional[int]) -> tuple[str, int]:
+    """How a run turns window scores into recording scores (either kind of run)."""
+    from ..config import HeadConfig, load_any_config
+    from ..runs import resolve_round
+
+    config = load_any_config(run_dir / "config.yaml")
+    if isinstance(config, HeadConfig):
+        return config.aggregate, config.top_k
+    infer_config = load_any_config(resolve_round(run_dir, pseudo_round) / "config.yaml").infer
+    return infer_config.aggregate, infer_config.top_k
+
+
+@app.command()
+@friendly_errors
+def scales(
+    run: Path = typer.Option(..., "--run", help="Trained CNN run directory (with folds that held recordings out)."),
+    data: Path = typer.Option(..., "--data", help="The dataset directory the run was trained on."),
+    window_s: List[float] = typer.Option(..., "--window-s", help="A candidate window length besides the run's own (repeatable)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+):
+    """Choose each species' window length from held-out TP/FP boxes; 'predict --class-windows' uses it."""
+    from ..multiscale import CLASS_WINDOWS_FILE, choose_class_windows
+
+    table = choose_class_windows(run_dir=run, data_dir=data, windows_s=window_s, device=device, progress=sys.stderr.isatty())
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    typer.echo(f"wrote {run / CLASS_WINDOWS_FILE}")
+
+
+@app.command()
+@friendly_errors
+def embed(
+    audio: Path = typer.Option(..., "--audio", help="Directory (tree) of FLAC/WAV recordings."),
+    out: Path = typer.Option(..., "--out", help="Embedding cache directory (one .npz per recording)."),
+    hop_s: float = typer.Option(3.0, "--hop-s", help="Hop between the 3 s BirdNET windows, in seconds."),
+    threads: int = typer.Option(1, "--threads", help="CPU threads for the BirdNET model."),
+):
+    """Precompute BirdNET embeddings for every recording (resumable: cached recordings are skipped)."""
+    from ..embeddings import embed_directory
+
+    summary = embed_directory(audio_dir=audio, cache_dir=out, hop_s=hop_s, threads=threads, progress=sys.stderr.isatty())
+    typer.echo(f"embedding cache {out}: {summary}")

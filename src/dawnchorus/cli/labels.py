@@ -1,0 +1,90 @@
+"""Commands that find training data: template matching and the review page."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import InputError
+from ._app import app, friendly_errors, review_app
+
+
+@app.command()
+@friendly_errors
+def match(
+    templates: Path = typer.Option(..., "--templates", help="Template boxes: CSV with the RFCx label columns (optional template_id)."),
+    audio: Path = typer.Option(..., "--audio", help="Directory (tree) of FLAC/WAV recordings to search."),
+    out: Path = typer.Option(..., "--out", help="Candidates CSV to write."),
+    template_audio: Optional[Path] = typer.Option(None, "--template-audio", help="Where the templates' recordings are (default: --audio)."),
+    threshold: float = typer.Option(0.1, "--threshold", help="Lowest normalized cross-correlation a candidate needs."),
+    top_n: Optional[int] = typer.Option(None, "--top-n", help="Keep only the N best candidates per template in each recording."),
+    workers: int = typer.Option(0, "--workers", help="Parallel processes (0 = all cores)."),
+):
+    """Template matching: find boxes that look like the template boxes (spectrogram cross-correlation)."""
+    from ..templates import match_directory, write_candidates
+
+    candidates = match_directory(templates=templates, audio_dir=audio, template_audio_dir=template_audio, threshold=threshold,
+                                 top_n=top_n, workers=workers, progress=sys.stderr.isatty())
+    write_candidates(out, candidates)
+    typer.echo(f"wrote {out} ({len(candidates)} candidates in {candidates['recording_id'].nunique()} recordings)")
+
+
+@review_app.callback(invoke_without_command=True)
+@friendly_errors
+def review(
+    ctx: typer.Context,
+    candidates: Optional[Path] = typer.Option(None, "--candidates", help="CSV recording_id,species_id,songtype_id,t_min,f_min,t_max,f_max[,score][,template_id]."),
+    detections: Optional[Path] = typer.Option(None, "--detections", help="Instead of --candidates: the Parquet of 'predict --detections' (full band)."),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="Directory (tree) holding the candidates' recordings."),
+    db: Optional[Path] = typer.Option(None, "--db", help="SQLite file for the decisions (created if missing; reopen it to resume)."),
+    port: int = typer.Option(8765, "--port", help="Port to serve on (0 = any free port)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but localhost lets other machines in (no login)."),
+    reviewer: Optional[str] = typer.Option(None, "--reviewer", help="Name recorded with each decision (default: your user name; the page can change it)."),
+    min_score: float = typer.Option(0.0, "--min-score", help="With --detections: leave out detections scoring below this."),
+):
+    """Serve the review page: mark candidates TP / FP / skip; 'review export' turns the decisions into labels."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import getpass
+
+    from ..review import create_app, read_candidates_csv, read_detections, run_server
+    from ..review.server import LOOPBACK_HOSTS, is_loopback
+
+    if (candidates is None) == (detections is None):
+        raise InputError("give exactly one of --candidates CSV or --detections PARQUET")
+    if audio is None or db is None:
+        raise InputError("--audio DIR and --db FILE are required to serve the review page (or run 'dawnchorus review export')")
+    loaded = read_candidates_csv(candidates) if candidates is not None else read_detections(detections, min_score=min_score)
+    if reviewer is None:
+        try:
+            reviewer = getpass.getuser()
+        except Exception:  # no user name in the environment (some containers)
+            reviewer = "anonymous"
+    with warnings.catch_warnings(record=True) as caught:  # show them now, not when the server stops
+        warnings.simplefilter("always")
+        review_page = create_app(candidates=loaded, audio_dir=audio, db_path=db, reviewer=reviewer,
+                                 allowed_hosts=LOOPBACK_HOSTS if is_loopback(host) else None)
+    for warning in caught:
+        typer.secho(f"warning: {warning.message}", fg=typer.colors.YELLOW, err=True)
+    if not is_loopback(host):
+        typer.secho(f"warning: listening on {host}: anyone who can reach it can read the audio and mark candidates", fg=typer.colors.YELLOW, err=True)
+    count = len(review_page.state.session.order)
+    run_server(app=review_page, host=host, port=port,
+               on_ready=lambda url: typer.echo(f"reviewing {count} candidate(s), decisions go to {db}\nopen {url}  (Ctrl+C to stop)"))
+    typer.echo(f"stopped; decisions are saved in {db}. Export them with: dawnchorus review export --db {db} --out DIR")
+
+
+@review_app.command("export")
+@friendly_errors
+def review_export(
+    db: Path = typer.Option(..., "--db", help="Review database written by 'dawnchorus review'."),
+    out: Path = typer.Option(..., "--out", help="Dataset directory: train_tp.csv / train_fp.csv there are merged with the decisions."),
+):
+    """Write the latest TP / FP decisions to train_tp.csv / train_fp.csv (merged, no duplicates; skips left out)."""
+    from ..review import export_labels
+
+    typer.echo(str(export_labels(db_path=db, out_dir=out)))
