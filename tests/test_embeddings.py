@@ -263,8 +263,9 @@ def test_pseudo_label_rounds_label_every_window_and_resume(tone_dataset, tmp_pat
     train_embedding_head(embedder=fake_embedder(), resume=True, **options)
     assert (run / "pseudo" / "round2" / "history.csv").is_file()
     assert (run / "pseudo" / "round1" / "fold0" / "head.safetensors").stat().st_mtime_ns == kept
-    with pytest.raises(InputError, match="only pseudo_rounds may change"):
-        train_embedding_head(embedder=fake_embedder(), resume=True, **{**options, "c": 5.0})
+    with pytest.warns(UserWarning, match="only pseudo_rounds and pseudo_audio_dir apply"):
+        train_embedding_head(embedder=fake_embedder(), resume=True, **{**options, "c": 5.0, "pseudo_rounds": 3})
+    assert load_embedding_run(run)[0].c == 0.1 and (run / "pseudo" / "round3" / "history.csv").is_file()  # one more round
     with pytest.raises(InputError, match="also in the training split"):
         train_embedding_head(embedder=fake_embedder(), **{**options, "out_dir": tmp_path / "r2",
                                                             "pseudo_audio_dir": str(tone_dataset / "train")})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,9 +80,12 @@ def train_embedding_head(*, data_dir: str | Path, out_dir: str | Path, cache_dir
         saved = load_any_config(out_dir / "config.yaml")
         if not isinstance(saved, HeadConfig):
             raise InputError(f"{out_dir}: holds a CNN run, not an embedding-head run; choose another --out")
-        config = dataclasses.replace(config, model=saved.model, window_s=saved.window_s)
-        if dataclasses.replace(saved, pseudo_rounds=config.pseudo_rounds) != config:
-            raise InputError(f"{out_dir}: was trained with another config; only pseudo_rounds may change on --resume")
+        kept = dataclasses.replace(saved, pseudo_rounds=config.pseudo_rounds,
+                                   pseudo_audio_dir=config.pseudo_audio_dir or saved.pseudo_audio_dir)
+        if dataclasses.replace(config, model=saved.model, window_s=saved.window_s) != kept:
+            warnings.warn(f"{out_dir}: resuming with the run's saved config.yaml; of the settings given now only "
+                          "pseudo_rounds and pseudo_audio_dir apply", stacklevel=2)
+        config = kept
     dataset = load_dataset(data_dir, require_labels=True)
     labelled = sorted({b.recording_id for b in dataset.boxes})
     if config.folds > len(labelled):

@@ -36,7 +36,8 @@ def train(
     from ..pseudo import train_pseudo_rounds
     from ..train import train as train_run
 
-    config = load_any_config(preset)
+    saved = out / "config.yaml"
+    config = load_any_config(saved if resume and saved.is_file() else preset)  # a run resumes with its own config
     if isinstance(config, HeadConfig):
         _train_embedding_head(config, data=data, out=out, overrides=overrides, resume=resume, pseudo_rounds=pseudo_rounds,
                               pseudo_audio=pseudo_audio, cache=embedding_cache, threads=threads)
