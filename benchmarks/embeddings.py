@@ -3,7 +3,7 @@
 Extraction speed: windows/s and real-time factor of the BirdNET model (3 s windows, hop 3 s)
 for 1 and 2 threads, one window per call vs batches of 16, plus decode + resample to 48 kHz.
 Accuracy: embeddings of the training and test recordings are cached under
-``bench_data/embeddings`` (resumable), then each pipeline trains with 5 folds by recording and
+``bench_data/embeddings[_hopH]`` (resumable), then each pipeline trains with 5 folds by recording and
 predicts the test split: the plain linear probe (C = 1, max over windows), the embed-linear and
 embed-mlp presets, pseudo-label rounds (on the training recordings, then also on the test
 recordings), the cpu-small CNN, and ensembles (geometric mean) of the embedding heads with the CNN;
@@ -16,6 +16,7 @@ The CNN is trained here unless ``--cnn-run`` names a cpu-small run on this corpu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -66,20 +67,27 @@ def _rows(name: str, table: pd.DataFrame, *, truth: Path, tmp: Path, seconds: fl
     return rows
 
 
-def accuracy(corpus: Path, *, threads: int, hop_s: float, folds: int, cnn_run: Path | None, skip_cnn: bool) -> None:
-    cache = BENCH_DATA / "embeddings"
+def cache_for(hop_s: float) -> Path:
+    return BENCH_DATA / ("embeddings" if hop_s == 3.0 else f"embeddings_hop{hop_s:g}")  # the cache key holds the hop
+
+
+def accuracy(corpus: Path, *, threads: int, hop_s: float | None, folds: int, cnn_run: Path | None, skip_cnn: bool) -> None:
     embedder = birdnet_embedder(threads=threads, batch_size=16)
     truth = corpus / "truth" / "test_labels.csv"
-    print(f"\n## Accuracy (BirdNET {embedder.name}, hop {hop_s:g} s, {folds} folds by recording, cache {cache})\n")
-    for split in ("train", "test"):
-        started = time.perf_counter()
-        summary = embed_directory(audio_dir=corpus / split, cache_dir=cache, embedder=embedder, hop_s=hop_s, progress=True)
-        print(f"extract {split}: {summary} in {time.perf_counter() - started:.0f} s ({threads} threads)")
     linear, mlp = load_any_config("embed-linear"), load_any_config("embed-mlp")
+    if hop_s is not None:
+        linear, mlp = (dataclasses.replace(c, hop_s=hop_s) for c in (linear, mlp))
+    hops = sorted({3.0, linear.hop_s, mlp.hop_s})
+    print(f"\n## Accuracy (BirdNET {embedder.name}, {folds} folds by recording, hops {hops} s)\n")
+    for hop in hops:
+        for split in ("train", "test"):
+            started = time.perf_counter()
+            summary = embed_directory(audio_dir=corpus / split, cache_dir=cache_for(hop), embedder=embedder, hop_s=hop, progress=True)
+            print(f"extract {split}, hop {hop:g} s: {summary} in {time.perf_counter() - started:.0f} s ({threads} threads)")
     test_audio = str((corpus / "test").resolve())
-    pipelines = {
-        "linear probe (C 1, max over windows)": (linear, dict(c=1.0, aggregate="max")),
-        "embed-linear (C 0.1, mean of top 2 windows)": (linear, {}),
+    pipelines = {  # the reference first: C 1, max over 3 s windows taken every 3 s
+        "linear probe (C 1, max over windows, hop 3 s)": (linear, dict(c=1.0, aggregate="max", hop_s=3.0)),
+        f"embed-linear (C {linear.c:g}, hop {linear.hop_s:g} s, mean of top {linear.top_k} windows)": (linear, {}),
         "embed-mlp": (mlp, {}),
         "embed-linear + 2 pseudo-label rounds (train recordings)": (linear, dict(pseudo_rounds=2)),
         "embed-linear + 2 pseudo-label rounds (train + test recordings)": (linear, dict(pseudo_rounds=2, pseudo_audio_dir=test_audio)),
@@ -92,7 +100,8 @@ def accuracy(corpus: Path, *, threads: int, hop_s: float, folds: int, cnn_run: P
         for name, (config, options) in pipelines.items():
             run_dir = tmp / f"run{len(submissions)}"
             started = time.perf_counter()
-            train_embedding_head(data_dir=corpus, out_dir=run_dir, cache_dir=cache, config=config, folds=folds, hop_s=hop_s,
+            cache = cache_for(options.get("hop_s", config.hop_s))
+            train_embedding_head(data_dir=corpus, out_dir=run_dir, cache_dir=cache, config=config, folds=folds,
                                  threads=threads, embedder=embedder, **options)
             seconds = time.perf_counter() - started
             submissions[name] = predict_embeddings(run_dir=run_dir, audio_dir=corpus / "test", cache_dir=cache, embedder=embedder).submission
@@ -127,7 +136,7 @@ def _cnn(corpus: Path, *, cnn_run: Path | None, tmp: Path) -> tuple[pd.DataFrame
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2, help="BirdNET threads for the extraction")
-    parser.add_argument("--hop-s", type=float, default=3.0)
+    parser.add_argument("--hop-s", type=float, help="hop of the presets' windows (default: the presets')")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--speed-recordings", type=int, default=2, help="recordings timed per speed configuration")
     parser.add_argument("--skip-speed", action="store_true")
@@ -139,7 +148,7 @@ def main() -> None:
     corpus = standard_corpus(seed=args.corpus_seed)
     print(f"# BirdNET embeddings + heads ({stamp()}, corpus {corpus})")
     if not args.skip_speed:
-        speed(corpus, recordings=args.speed_recordings, hop_s=args.hop_s)
+        speed(corpus, recordings=args.speed_recordings, hop_s=args.hop_s or 3.0)
     if not args.skip_accuracy:
         accuracy(corpus, threads=args.threads, hop_s=args.hop_s, folds=args.folds, cnn_run=args.cnn_run, skip_cnn=args.skip_cnn)
 

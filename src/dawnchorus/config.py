@@ -152,7 +152,7 @@ class HeadConfig:
     head: str = "linear"  # linear (one logistic regression per species) or mlp (one hidden layer, all species)
     folds: int = 5
     seed: int = 0
-    hop_s: float = 3.0  # hop between the embedder's windows
+    hop_s: float = 1.5  # hop between the embedder's 3 s windows (the presets' value)
     min_box_inside: float = 0.6  # share of a box (or of the window) inside a window for it to count, as for crops
     class_weight: str = "balanced"  # balanced (positives and negatives of a species weigh alike) or none
     c: float = 0.1  # linear: inverse L2 strength of the logistic regression
@@ -163,7 +163,7 @@ class HeadConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     aggregate: str = "topk_mean"  # recording score from window scores: max or topk_mean
-    top_k: int = 2
+    top_k: int = 4
     pseudo_rounds: int = 0  # rounds in which the heads label every window and a student retrains on them
     pseudo_weight: float = 0.5  # total pseudo-label weight per species, relative to the box labels'
     pseudo_thresholds: tuple[float, float] | None = (0.1, 0.9)  # scores become 0 / unknown / 1; None: soft targets

@@ -276,7 +276,7 @@ class EmbedSummary:
                 f"{self.skipped} skipped; {self.windows} windows")
 
 
-def embed_directory(*, audio_dir: str | Path, cache_dir: str | Path, embedder: Embedder | None = None, hop_s: float = 3.0,
+def embed_directory(*, audio_dir: str | Path, cache_dir: str | Path, embedder: Embedder | None = None, hop_s: float = 1.5,
                     threads: int = 1, progress: bool = False) -> EmbedSummary:
     """Precompute the embedding archive of every recording under ``audio_dir``; resumable."""
     paths = find_audio_files(audio_dir)

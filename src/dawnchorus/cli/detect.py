@@ -197,7 +197,7 @@ def scales(
 def embed(
     audio: Path = typer.Option(..., "--audio", help="Directory (tree) of FLAC/WAV recordings."),
     out: Path = typer.Option(..., "--out", help="Embedding cache directory (one .npz per recording)."),
-    hop_s: float = typer.Option(3.0, "--hop-s", help="Hop between the 3 s BirdNET windows, in seconds."),
+    hop_s: float = typer.Option(1.5, "--hop-s", help="Hop between the 3 s BirdNET windows, in seconds (the embed presets use 1.5)."),
     threads: int = typer.Option(1, "--threads", help="CPU threads for the BirdNET model."),
 ):
     """Precompute BirdNET embeddings for every recording (resumable: cached recordings are skipped)."""
