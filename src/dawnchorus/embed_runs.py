@@ -29,7 +29,7 @@ from .data.species import SpeciesTable, read_species_csv, write_species_csv
 from .embed_heads import fit_head, head_probabilities, pseudo_targets, score_windows, window_labels, with_pseudo_labels
 from .embeddings import Embedder, EmbeddingCache, RecordingEmbeddings, embed_recordings, resolve_embedder
 from .errors import InputError
-from .runs import pseudo_round_dirs, resolve_round
+from .runs import resolve_round
 from .scores import aggregate_windows
 
 HEAD_FILE = "head.safetensors"
@@ -212,11 +212,6 @@ def load_embedding_run(run_dir: str | Path, *, pseudo_round: int | None = None) 
     if not heads:
         raise InputError(f"{round_dir}: no trained fold (fold*/{HEAD_FILE}); train again with --resume")
     return config, read_species_csv(run_dir / "species.csv"), heads
-
-
-def embedding_rounds(run_dir: str | Path) -> int:
-    """How many pseudo-label rounds of a run exist (0: only the first heads)."""
-    return len(pseudo_round_dirs(run_dir)) - 1
 
 
 @dataclass(frozen=True)
