@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from safetensors.numpy import load_file, save_file
 
-from .config import HeadConfig, head_config_from_dict, save_head_config
+from .config import HEAD_KIND, HeadConfig, head_config_from_dict, load_any_config, save_head_config
 from .data.audio import find_audio_files
 from .data.species import SpeciesTable, read_species_csv, write_species_csv
 from .embed_heads import fit_head, head_probabilities, pseudo_targets, score_windows, window_labels, with_pseudo_labels
@@ -75,8 +75,6 @@ def train_embedding_head(*, data_dir: str | Path, out_dir: str | Path, cache_dir
         if not resume:
             raise InputError(f"{out_dir}: already holds a run; choose another --out or pass --resume "
                              "(heads retrain in seconds from the cache)")
-        from .config import load_any_config
-
         saved = load_any_config(out_dir / "config.yaml")
         if not isinstance(saved, HeadConfig):
             raise InputError(f"{out_dir}: holds a CNN run, not an embedding-head run; choose another --out")
@@ -143,31 +141,34 @@ def teacher_window_scores(corpus: _Corpus, *, heads: list[dict[str, np.ndarray]]
     return pd.concat(tables, ignore_index=True)
 
 
-def _pseudo_rows(corpus: _Corpus, labels: pd.DataFrame, *, config: HeadConfig, fold: int) -> tuple[np.ndarray, np.ndarray]:
-    """Vectors and pseudo targets of every window a fold's student may learn from (not its held-out recordings)."""
+def _pseudo_rows(corpus: _Corpus, labels: pd.DataFrame, *, config: HeadConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectors, pseudo targets and folds of every window (box labels override the teacher's)."""
     offsets = np.cumsum([0] + [len(e.t_start_s) for e in corpus.embeddings.values()])
     first_row = dict(zip(corpus.embeddings, offsets[:-1]))
     targets = pseudo_targets(labels[corpus.species.columns].to_numpy(), thresholds=config.pseudo_thresholds)
     boxed = np.array([first_row[r] for r in corpus.window_recordings], dtype=np.int64) + corpus.window_rows
-    targets[boxed] = np.where(np.isnan(corpus.targets), targets[boxed], np.nan)  # box labels override pseudo labels
+    targets[boxed] = np.where(np.isnan(corpus.targets), targets[boxed], np.nan)
     vectors = np.concatenate([corpus.embeddings[r].vectors for r in corpus.embeddings])
-    keep = np.array([corpus.folds.get(r, -1) != fold for r in labels["recording_id"]])
-    return vectors[keep], targets[keep]
+    folds = np.array([corpus.folds.get(r, -1) for r in labels["recording_id"]])
+    return vectors, targets, folds
 
 
 def _fit_round(round_dir: Path, corpus: _Corpus, *, config: HeadConfig, threads: int, pseudo: pd.DataFrame | None = None) -> None:
     from .metrics import masked_auc
 
     history, oofs = [], []
+    if pseudo is not None:
+        pseudo_vectors, pseudo_labels, pseudo_folds = _pseudo_rows(corpus, pseudo, config=config)
     for fold in range(corpus.n_folds):
         started = time.perf_counter()
         held_out = {r for r, f in corpus.folds.items() if f == fold}
         train_rows = np.array([r not in held_out for r in corpus.window_recordings])
         vectors, targets, weights = corpus.vectors[train_rows], corpus.targets[train_rows], None
         if pseudo is not None:
-            pseudo_vectors, pseudo_labels = _pseudo_rows(corpus, pseudo, config=config, fold=fold)
-            vectors, targets, weights = with_pseudo_labels(vectors, targets, pseudo_vectors=pseudo_vectors, pseudo=pseudo_labels,
-                                                           class_weight=config.class_weight, pseudo_weight=config.pseudo_weight)
+            mine = pseudo_folds != fold  # never the student's own held-out recordings
+            vectors, targets, weights = with_pseudo_labels(vectors, targets, pseudo_vectors=pseudo_vectors[mine],
+                                                           pseudo=pseudo_labels[mine], class_weight=config.class_weight,
+                                                           pseudo_weight=config.pseudo_weight)
         params = fit_head(vectors, targets, config=config, seed=config.seed + fold, threads=threads, weights=weights)
         (round_dir / f"fold{fold}").mkdir(parents=True, exist_ok=True)
         save_file(params, str(round_dir / f"fold{fold}" / HEAD_FILE))
@@ -195,18 +196,16 @@ def is_embedding_run(run_dir: str | Path) -> bool:
         raw = yaml.safe_load(path.read_text()) if path.is_file() else None
     except (OSError, yaml.YAMLError):
         return False
-    return isinstance(raw, dict) and raw.get("kind") == "embedding-head"
+    return isinstance(raw, dict) and raw.get("kind") == HEAD_KIND
 
 
 def load_embedding_run(run_dir: str | Path, *, pseudo_round: int | None = None) -> tuple[HeadConfig, SpeciesTable, list[dict[str, np.ndarray]]]:
     """A run of ``train_embedding_head``: its config, species and the fold heads of one round (default: the last)."""
-    from .config import load_any_config
-
     run_dir = Path(run_dir)
-    if not is_embedding_run(run_dir):
+    config = load_any_config(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else None
+    if not isinstance(config, HeadConfig):
         raise InputError(f"{run_dir}: not an embedding-head run (config.yaml with kind: embedding-head); point --run at "
                          "a directory written by 'dawnchorus train --preset embed-linear' (or embed-mlp)")
-    config = load_any_config(run_dir / "config.yaml")
     round_dir = resolve_round(run_dir, pseudo_round, weights=HEAD_FILE)
     heads = [load_file(str(p)) for p in sorted(round_dir.glob(f"fold*/{HEAD_FILE}"))]
     if not heads:

@@ -30,7 +30,6 @@ from .infer import class_columns, load_run, predict_out_of_fold
 from .models import ClassLayout, resolve_device
 from .train import train
 
-KEYS = ["recording_id", "t_start_s", "t_end_s"]
 
 
 def teacher_labels(*, teacher_dir: str | Path, audio_paths: dict[str, Path], device: torch.device,
