@@ -59,5 +59,7 @@ def test_embedding_presets_load_override_and_roundtrip(tmp_path):
         with_head_overrides(linear, ["head=forest"])
     with pytest.raises(InputError, match="invalid pseudo_thresholds"):
         with_head_overrides(linear, ["pseudo_thresholds=[0.9, 0.1]"])
+    with pytest.raises(InputError, match="invalid pseudo_thresholds"):
+        with_head_overrides(linear, ["pseudo_thresholds=[0.1, 0.5, 0.9]"])
     with pytest.raises(InputError, match="embedding-head config, not a CNN run config"):
         load_preset("embed-linear")

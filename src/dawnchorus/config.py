@@ -178,7 +178,8 @@ class HeadConfig:
             "hop_s": self.hop_s > 0, "c": self.c > 0, "hidden": self.hidden >= 1, "epochs": self.epochs >= 1,
             "batch_size": self.batch_size >= 1, "lr": self.lr > 0, "min_box_inside": 0 < self.min_box_inside <= 1,
             "dropout": 0 <= self.dropout < 1, "pseudo_rounds": self.pseudo_rounds >= 0, "pseudo_weight": self.pseudo_weight > 0,
-            "pseudo_thresholds": self.pseudo_thresholds is None or 0 <= self.pseudo_thresholds[0] < self.pseudo_thresholds[1] <= 1,
+            "pseudo_thresholds": self.pseudo_thresholds is None or (len(self.pseudo_thresholds) == 2
+                                  and 0 <= self.pseudo_thresholds[0] < self.pseudo_thresholds[1] <= 1),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
