@@ -3,7 +3,7 @@ import torch
 
 from dawnchorus.config import FeatureConfig, ModelConfig
 from dawnchorus.errors import InputError
-from dawnchorus.models import HEADS, ClassLayout, build_model, resolve_device
+from dawnchorus.models import HEADS, SLIM_BACKBONES, ClassLayout, build_model, resolve_device
 
 FEATURES = FeatureConfig(sample_rate_hz=16000, n_fft=512, hop_length=160, n_mels=32, f_max_hz=8000.0)
 
@@ -30,6 +30,16 @@ def test_gem_pool_and_input_channels():
     model = build_model(features=features, model=ModelConfig(backbone="resnet18", pool="gem"), n_classes=3)
     assert model.backbone.conv1.in_channels == 4
     assert model(torch.randn(1, 8000))["clip"].shape == (1, 3)
+
+
+@pytest.mark.parametrize("name", sorted(SLIM_BACKBONES))
+def test_slim_backbones_are_narrower_versions_of_their_base(name):
+    slim = build_model(features=FEATURES, model=ModelConfig(backbone=name), n_classes=3)
+    base = build_model(features=FEATURES, model=ModelConfig(backbone=SLIM_BACKBONES[name][0]), n_classes=3)
+    assert type(slim.backbone) is type(base.backbone)
+    assert slim.backbone.num_features < base.backbone.num_features
+    assert sum(p.numel() for p in slim.parameters()) < sum(p.numel() for p in base.parameters()) / 3
+    assert slim(torch.randn(2, 16000))["clip"].shape == (2, 3)
 
 
 def test_unknown_choices_and_missing_weights_are_clear_errors(tmp_path):
