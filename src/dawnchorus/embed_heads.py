@@ -21,6 +21,7 @@ from .embeddings import RecordingEmbeddings
 from .errors import InputError
 from .scores import WINDOW_KEYS
 
+
 def window_labels(*, boxes, embeddings: dict[str, RecordingEmbeddings], species: SpeciesTable, window_s: float,
                   min_inside: float, with_rows: bool = False) -> tuple[np.ndarray, ...]:
     """Vectors, {1, 0, NaN} targets and recording ids (and window indexes) of every window that knows a species."""

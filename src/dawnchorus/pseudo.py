@@ -31,7 +31,6 @@ from .models import ClassLayout, resolve_device
 from .train import train
 
 
-
 def teacher_labels(*, teacher_dir: str | Path, audio_paths: dict[str, Path], device: torch.device,
                    progress: bool = False) -> pd.DataFrame:
     """Framewise class scores (keyed by recording and time) of a trained run on some recordings.
