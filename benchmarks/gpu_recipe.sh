@@ -8,6 +8,10 @@
 #
 #   OUT=results bash benchmarks/gpu_recipe.sh                       # on a machine with a CUDA GPU
 #   SMALL=1 DEVICE=cpu OUT=/tmp/x bash benchmarks/gpu_recipe.sh     # a quick dry run of the script
+#
+# VARIANTS="name|key=value key=value;name|..." replaces the list below; WATCHDOG_S stops the
+# training still running after that many seconds (a stopped run keeps its latest best epoch,
+# and its log says so); THROUGHPUT=1 ends with the training-throughput benchmark of both presets.
 set -u
 OUT=${OUT:-bench_out}
 PY=${PY:-python3}
@@ -26,6 +30,7 @@ VARIANTS=(
   "frame_masked+pl|$FRAME"
   "frame_masked_shift|$FRAME augment.time_shift_fraction=0.25"
 )
+if [ -n "${VARIANTS_LIST:-}" ]; then IFS=';' read -r -a VARIANTS <<< "${VARIANTS_LIST//\$FRAME/$FRAME}"; fi
 if [ "${SMALL:-0}" = 1 ]; then
   DATA=$WORK/synth_small; N="--n-train 12 --n-test 4 --duration-s 10"; EPOCHS=1; CROPS=32
 else
@@ -43,11 +48,16 @@ WATCHDOG=$!
 run_variant() {  # "name|overrides"; a name ending in +pl adds a pseudo-label round
   local name=${1%%|*} overrides=${1#*|} pl=0
   [[ $name == *+pl ]] && pl=1 && name=${name%+pl}
-  local sets=(--set train.device=$DEVICE --set train.num_workers=2 --set train.cache_dir=$WORK/cache32k
+  local sets=(--set train.device=$DEVICE --set train.num_workers=${WORKERS:-2} --set train.cache_dir=$WORK/cache32k
               --set train.epochs=$EPOCHS --set sampling.crops_per_epoch=$CROPS --set train.checkpoint_every_steps=1000
               --set pseudo.epochs=$(( (EPOCHS + 2) / 3 )))
   for s in $overrides; do sets+=(--set "$s"); done
   $DC train --data "$DATA" --out "$WORK/runs/$name" --preset cpu-small "${sets[@]}" > "$OUT/$name.train.log" 2>&1
+  local fold=$WORK/runs/$name/fold0
+  if [ ! -f "$fold/model.safetensors" ] && ls "$fold"/epoch_*.safetensors > /dev/null 2>&1; then
+    cp "$(ls "$fold"/epoch_*.safetensors | tail -1)" "$fold/model.safetensors"  # stopped by the watchdog
+    log "$name: stopped before its last epoch; predicting with $(ls "$fold"/epoch_*.safetensors | tail -1 | xargs basename)"
+  fi
   predict "$name" --round 0
   if [ $pl = 1 ]; then
     $DC pseudo --run "$WORK/runs/$name" --data "$DATA" --rounds 1 --audio "$DATA/test" > "$OUT/$name.pl.log" 2>&1
@@ -66,5 +76,10 @@ for variant in "${VARIANTS[@]}"; do run_variant "$variant" & done
 wait $(jobs -p | grep -v "^$WATCHDOG$")
 kill $WATCHDOG 2>/dev/null
 log "variants done"
+if [ "${THROUGHPUT:-0}" = 1 ]; then
+  for preset in cpu-small gpu; do
+    log "throughput $preset: $($PY benchmarks/train_throughput.py --preset $preset --device $DEVICE --steps 20 2>&1 | tail -1)"
+  done
+fi
 tar czf "$OUT/results.tgz" -C "$OUT" --exclude results.tgz . 2>/dev/null
 log "end"
