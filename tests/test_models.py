@@ -3,7 +3,7 @@ import torch
 
 from dawnchorus.config import FeatureConfig, ModelConfig
 from dawnchorus.errors import InputError
-from dawnchorus.models import HEADS, SLIM_BACKBONES, ClassLayout, build_model, resolve_device
+from dawnchorus.models import HEADS, SLIM_BACKBONES, ClassLayout, build_model, geometric_mean_logit, resolve_device
 
 FEATURES = FeatureConfig(sample_rate_hz=16000, n_fft=512, hop_length=160, n_mels=32, f_max_hz=8000.0)
 
@@ -14,7 +14,7 @@ def test_models_map_waves_to_logits(head, backbone):
     model = build_model(features=FEATURES, model=ModelConfig(backbone=backbone, head=head), n_classes=5).eval()
     out = model(torch.randn(2, 16000))
     assert out["clip"].shape == (2, 5)
-    if head in ("sed", "frame"):
+    if head in ("sed", "frame", "clip_frame"):
         assert out["frame"].shape[:2] == (2, 5) and out["frame"].shape[2] >= 3
 
 
@@ -22,6 +22,22 @@ def test_frame_head_clip_is_the_strongest_frame():
     model = build_model(features=FEATURES, model=ModelConfig(backbone="resnet18", head="frame"), n_classes=3).eval()
     out = model(torch.randn(2, 24000))
     torch.testing.assert_close(out["clip"], out["frame"].amax(dim=-1))
+
+
+def test_clip_frame_head_scores_the_geometric_mean_of_its_branches():
+    model = build_model(features=FEATURES, model=ModelConfig(backbone="resnet18", head="clip_frame"), n_classes=3).eval()
+    out = model(torch.randn(2, 24000))
+    clip_branch, frame_branch = out["branches"]
+    torch.testing.assert_close(frame_branch, out["frame"].amax(dim=-1))
+    expected = torch.sqrt(torch.sigmoid(clip_branch) * torch.sigmoid(frame_branch))
+    torch.testing.assert_close(torch.sigmoid(out["clip"]), expected)
+
+
+def test_geometric_mean_logit_stays_finite_at_the_extremes():
+    logits = torch.tensor([[30.0, -30.0, 0.0], [40.0, -5.0, 0.0]])
+    combined = geometric_mean_logit(logits)
+    assert torch.isfinite(combined).all()
+    assert combined[0] > 10 and combined[1] < -5 and abs(float(combined[2])) < 1e-6
 
 
 def test_gem_pool_and_input_channels():

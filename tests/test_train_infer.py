@@ -4,10 +4,12 @@ import os
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -17,7 +19,9 @@ from dawnchorus.errors import InputError
 from dawnchorus.infer import predict, window_starts
 from dawnchorus.scores import aggregate_windows
 from dawnchorus.synth import SynthConfig, generate_corpus
-from dawnchorus.train import train
+from dawnchorus.losses import loss_from_config, masked_bce
+from dawnchorus.models import geometric_mean_logit
+from dawnchorus.train import FoldTrainer, train
 
 FAST = [
     "features.sample_rate_hz=16000", "features.n_fft=512", "features.hop_length=256", "features.n_mels=32",
@@ -142,3 +146,21 @@ def test_frame_model_learns_from_box_frames_and_predicts_on_a_time_grid(corpus, 
 
     with pytest.raises(InputError, match="needs a head with a frame output"):
         train(data_dir=corpus, out_dir=tmp_path / "clip", config=fast_config("loss.frame_weight=1.0"))
+
+
+def test_clip_frame_head_trains_each_branch_and_predicts_their_combination(corpus, tmp_path):
+    config = fast_config("model.head=clip_frame", "loss.frame_weight=1.0")
+    fake = SimpleNamespace(config=config, loss_fn=loss_from_config(config.loss), label_frames=0)
+    branches = torch.tensor([[[3.0, -2.0]], [[-1.0, 0.5]]])
+    targets, weight = torch.tensor([[0.0, float("nan")]]), torch.ones(1, 2)  # (for a positive the two agree)
+    outputs = {"clip": geometric_mean_logit(branches), "branches": branches}
+    loss = FoldTrainer.batch_loss(fake, outputs, targets, {"weight": weight})
+    expected = (masked_bce(branches[0], targets) + masked_bce(branches[1], targets)) / 2
+    torch.testing.assert_close(loss, expected)
+    assert not torch.isclose(loss, masked_bce(outputs["clip"], targets))
+
+    run = train(data_dir=corpus, out_dir=tmp_path / "both", config=config)
+    result = predict(run_dirs=[run], audio_dir=corpus / "test", device="cpu")
+    columns = result.species.columns
+    scores = result.submission[columns].to_numpy()
+    assert scores.shape == (3, len(columns)) and ((scores >= 0) & (scores <= 1)).all()

@@ -61,7 +61,7 @@ class LossConfig:
     lsoft_beta: float = 0.7
     pos_weight: float = 1.0
     clip_weight: float = 1.0  # weight of the loss on clip outputs
-    frame_weight: float = 0.0  # weight of the loss on box frames (heads with a frame output: frame, sed)
+    frame_weight: float = 0.0  # weight of the loss on box frames (heads with a frame output: frame, sed, clip_frame)
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,34 @@ class FrameHead(nn.Module):
         return {"clip": frame.amax(dim=-1), "frame": frame}
 
 
+def geometric_mean_logit(logits: torch.Tensor, *, dim: int = 0) -> torch.Tensor:
+    """The logit of the geometric mean of sigmoid(logits) along ``dim``: the ensemble rule that
+    measured best for a clip and a frame-level model (benchmarks/RESULTS.md, issue 4)."""
+    log_p = F.logsigmoid(logits.float()).mean(dim=dim).clamp_max(-1e-7)
+    return log_p - torch.log(-torch.expm1(log_p))
+
+
+@register_head("clip_frame")
+class ClipFrameHead(nn.Module):
+    """A clip head and a frame-level head on one backbone: the clip + frame ensemble at the
+    cost of one model.
+
+    Each branch is trained with its own clip loss (``branches``; the frame branch also with the
+    loss on box frames when ``loss.frame_weight`` > 0); ``clip``, which validation and
+    inference read, is their geometric mean. ``frame`` is the frame branch's output.
+    """
+
+    def __init__(self, in_features: int, n_classes: int, *, pool: str = "avgmax", dropout: float = 0.2):
+        super().__init__()
+        self.clip_branch = ClipHead(in_features, n_classes, pool=pool, dropout=dropout)
+        self.frame_branch = FrameHead(in_features, n_classes, dropout=dropout)
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        framed = self.frame_branch(features)
+        branches = torch.stack([self.clip_branch(features)["clip"].float(), framed["clip"].float()])
+        return {"clip": geometric_mean_logit(branches), "frame": framed["frame"], "branches": branches}
+
+
 class Detector(nn.Module):
     """Waveforms -> logits. The front end lives inside so inference needs nothing else."""
 

@@ -274,12 +274,15 @@ class FoldTrainer:
         return float(np.mean(losses)) if losses else float("nan"), seen / max(1e-9, time.perf_counter() - started)
 
     def batch_loss(self, outputs: dict[str, torch.Tensor], targets: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Clip loss plus, for heads with a frame output, the loss on labelled frames."""
+        """Clip loss (on each branch of a multi-branch head) plus, for heads with a frame output,
+        the loss on labelled frames."""
         weights = self.config.loss
-        loss = weights.clip_weight * self.loss_fn(outputs["clip"].float(), targets, weight=batch["weight"])
+        branches = outputs["branches"] if "branches" in outputs else outputs["clip"][None]
+        clip_loss = sum(self.loss_fn(branch.float(), targets, weight=batch["weight"]) for branch in branches) / len(branches)
+        loss = weights.clip_weight * clip_loss
         if self.label_frames and weights.frame_weight > 0:
             if "frame" not in outputs:
-                raise InputError(f"loss.frame_weight > 0 needs a head with a frame output (frame, sed), not '{self.config.model.head}'")
+                raise InputError(f"loss.frame_weight > 0 needs a head with a frame output (frame, sed, clip_frame), not '{self.config.model.head}'")
             frame_logits = F.interpolate(outputs["frame"].float(), size=self.label_frames, mode="linear", align_corners=False)
             loss = loss + weights.frame_weight * self.loss_fn(frame_logits, batch["frame"], weight=batch["frame_weight"])
         return loss
