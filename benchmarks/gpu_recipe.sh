@@ -9,7 +9,8 @@
 #   OUT=results bash benchmarks/gpu_recipe.sh                       # on a machine with a CUDA GPU
 #   SMALL=1 DEVICE=cpu OUT=/tmp/x bash benchmarks/gpu_recipe.sh     # a quick dry run of the script
 #
-# VARIANTS="name|key=value key=value;name|..." replaces the list below; WATCHDOG_S stops the
+# SEED=2 uses the corpus of that seed instead of the standard one;
+# VARIANTS_LIST="name|key=value key=value;name|..." replaces the list below; WATCHDOG_S stops the
 # training still running after that many seconds (a stopped run keeps its latest best epoch,
 # and its log says so); THROUGHPUT=1 ends with the training-throughput benchmark of both presets.
 set -u
@@ -34,11 +35,11 @@ if [ -n "${VARIANTS_LIST:-}" ]; then IFS=';' read -r -a VARIANTS <<< "${VARIANTS
 if [ "${SMALL:-0}" = 1 ]; then
   DATA=$WORK/synth_small; N="--n-train 12 --n-test 4 --duration-s 10"; EPOCHS=1; CROPS=32
 else
-  DATA=bench_data/synth_300_200_seed1; N="--n-train 300 --n-test 200"
+  DATA=bench_data/synth_300_200_seed${SEED:-1}; N="--n-train 300 --n-test 200"
 fi
 
 log "start on $($PY -c 'import torch;print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")')"
-[ -f "$DATA/train_tp.csv" ] || $DC synth --out "$DATA" $N --seed 1 --workers 0 > "$OUT/synth.log" 2>&1
+[ -f "$DATA/train_tp.csv" ] || $DC synth --out "$DATA" $N --seed "${SEED:-1}" --workers 0 > "$OUT/synth.log" 2>&1
 log "corpus ready"
 $DC cache warm --audio "$DATA/train" --cache "$WORK/cache32k" --sample-rate 32000 > /dev/null 2>&1
 log "cache warm"
