@@ -12,7 +12,8 @@
 # SEED=2 uses the corpus of that seed instead of the standard one;
 # VARIANTS_LIST="name|key=value key=value;name|..." replaces the list below; WATCHDOG_S stops the
 # training still running after that many seconds (a stopped run keeps its latest best epoch,
-# and its log says so); THROUGHPUT=1 ends with the training-throughput benchmark of both presets.
+# and its log says so; predictions still run, so leave them time: the end of four runs sharing
+# an H100, out-of-fold scores and 200 test recordings each, took over a minute); THROUGHPUT=1 ends with the training-throughput benchmark of both presets.
 set -u
 OUT=${OUT:-bench_out}
 PY=${PY:-python3}
@@ -43,7 +44,7 @@ log "start on $($PY -c 'import torch;print(torch.cuda.get_device_name(0) if torc
 log "corpus ready"
 $DC cache warm --audio "$DATA/train" --cache "$WORK/cache32k" --sample-rate 32000 > /dev/null 2>&1
 log "cache warm"
-( sleep "${WATCHDOG_S:-540}"; log "watchdog: stopping what still runs"; pkill -f "dawnchorus.cli (train|predict)" ) &
+( sleep "${WATCHDOG_S:-540}"; log "watchdog: stopping what still runs"; pkill -f "dawnchorus.cli train" ) &
 WATCHDOG=$!
 
 run_variant() {  # "name|overrides"; a name ending in +pl adds a pseudo-label round
