@@ -20,7 +20,8 @@ from dawnchorus.metrics import evaluate  # noqa: E402
 from dawnchorus.submission import write_submission  # noqa: E402
 from dawnchorus.train import train  # noqa: E402
 
-VARIANTS = {"masked": ["loss.label_mode=masked"], "naive": ["loss.label_mode=naive"], "tp_only": ["loss.label_mode=tp_only"]}
+VARIANTS = {"masked": ["loss.label_mode=masked"], "naive": ["loss.label_mode=naive"], "tp_only": ["loss.label_mode=tp_only"],
+            "masked_lsoft": ["loss.label_mode=masked", "loss.name=lsoft"]}
 
 
 def main() -> None:
