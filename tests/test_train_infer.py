@@ -145,7 +145,7 @@ def test_frame_model_learns_from_box_frames_and_predicts_on_a_time_grid(corpus, 
     assert not np.allclose(richer.windows[columns].to_numpy(), windows[columns].to_numpy())
 
     with pytest.raises(InputError, match="needs a head with a frame output"):
-        train(data_dir=corpus, out_dir=tmp_path / "clip", config=fast_config("loss.frame_weight=1.0"))
+        train(data_dir=corpus, out_dir=tmp_path / "clip", config=fast_config("model.head=clip", "loss.frame_weight=1.0"))
 
 
 def test_clip_frame_head_trains_each_branch_and_predicts_their_combination(corpus, tmp_path):
