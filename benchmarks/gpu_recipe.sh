@@ -13,7 +13,8 @@
 # VARIANTS_LIST="name|key=value key=value;name|..." replaces the list below; WATCHDOG_S stops the
 # training still running after that many seconds (a stopped run keeps its latest best epoch,
 # and its log says so; predictions still run, so leave them time: the end of four runs sharing
-# an H100, out-of-fold scores and 200 test recordings each, took over a minute); THROUGHPUT=1 ends with the training-throughput benchmark of both presets.
+# an H100, out-of-fold scores and 200 test recordings each, took over a minute);
+# THROUGHPUT=1 ends with the training-throughput benchmark of both presets.
 set -u
 OUT=${OUT:-bench_out}
 PY=${PY:-python3}

@@ -17,10 +17,10 @@ from dawnchorus.cli import app
 from dawnchorus.config import load_config, load_preset, with_overrides
 from dawnchorus.errors import InputError
 from dawnchorus.infer import predict, window_starts
-from dawnchorus.scores import aggregate_windows
-from dawnchorus.synth import SynthConfig, generate_corpus
 from dawnchorus.losses import loss_from_config, masked_bce
 from dawnchorus.models import geometric_mean_logit
+from dawnchorus.scores import aggregate_windows
+from dawnchorus.synth import SynthConfig, generate_corpus
 from dawnchorus.train import FoldTrainer, train
 
 FAST = [
