@@ -124,6 +124,21 @@ def test_predict_applies_post_processing_only_when_asked(fake_predict, tmp_path)
     assert result.exit_code == 2 and "--prior only has an effect" in result.output
 
 
+def test_estimated_priors_use_the_runs_classify_and_count_threshold(fake_predict, pred, tmp_path):
+    run, _ = fake_predict
+    out = tmp_path / "est.csv"
+    for calibration, expected_s0 in ((None, 0.25), ('{"cc_threshold": 0.35}', 0.75)):  # s0 scores 0.5, 0.4
+        if calibration:
+            (run / "calibration.json").write_text(calibration)
+        result = invoke("predict", "--run", run, "--audio", tmp_path, "--out", out, "--postprocess")
+        assert result.exit_code == 0, result.output
+        assert pd.read_csv(tmp_path / "est.priors.csv").prevalence.tolist() == pytest.approx([expected_s0, 0.5])
+    low, high = (invoke("postprocess", "--pred", pred, "--out", out, "--cc-threshold", t) for t in (0.2, 0.8))
+    assert low.exit_code == 0 and high.exit_code == 0
+    bad = invoke("postprocess", "--pred", pred, "--out", out, "--cc-threshold", 1.5)
+    assert bad.exit_code == 2 and "--cc-threshold must be between 0 and 1" in bad.output
+
+
 def test_predict_smooths_windows_before_aggregating_and_knows_the_host_prior(monkeypatch, tmp_path):
     from dawnchorus import infer
     from dawnchorus.config import load_preset, save_config

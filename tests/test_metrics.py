@@ -22,6 +22,7 @@ from dawnchorus.metrics import (
     read_score_table,
     threshold_stats,
     total_average_precision,
+    youden_threshold,
 )
 
 
@@ -271,3 +272,12 @@ def test_evaluate_species_columns_must_match_truth(tmp_path, truth):
     pred = write(tmp_path / "sub.csv", "recording_id,s0,s1\nr1,0.1,0.2\n")
     with pytest.raises(InputError, match="missing species columns: s2"):
         evaluate(truth_path=truth, pred_path=pred)
+
+
+def test_youden_threshold_balances_misses_and_false_alarms():
+    y_true = np.array([[1, 0], [1, 0], [0, 1], [0, 0]])
+    y_score = np.array([[0.35, 0.05], [0.4, 0.1], [0.2, 0.3], [0.1, 0.25]])
+    # every present entry scores >= 0.3 and every absent one < 0.3, so J = 1 at 0.3
+    assert youden_threshold(y_true=y_true, y_score=y_score) == pytest.approx(0.3)
+    with pytest.raises(InputError, match="both present and absent"):
+        youden_threshold(y_true=np.zeros((2, 2)), y_score=y_score[:2])

@@ -189,3 +189,19 @@ def test_smoothing_rejects_bad_lengths():
         smooth_windows(windows_table(), length={"s0": 0})
     with pytest.raises(InputError, match="missing key column"):
         smooth_windows(windows_table().drop(columns="t_end_s"))
+
+
+def test_classify_and_count_threshold_comes_from_the_run(tmp_path):
+    from dawnchorus.postprocess import threshold_from_run
+
+    assert threshold_from_run(tmp_path) == 0.5  # a run without calibration.json
+    (tmp_path / "calibration.json").write_text('{"cc_threshold": 0.25}')
+    assert threshold_from_run(tmp_path) == 0.25
+    scores = table(np.array([[0.3, 0.1], [0.2, 0.4], [0.1, 0.1], [0.35, 0.1]]))
+    at_half = postprocess(scores=scores, estimate="cc").species.prevalence.to_numpy()
+    at_run = postprocess(scores=scores, estimate="cc", cc_threshold=0.25).species.prevalence.to_numpy()
+    assert at_run == pytest.approx([0.5, 0.25]) and at_half == pytest.approx([0.125, 0.125])  # 0 clamped to 0.5/n
+    for broken in ('{"cc_threshold": 1.5}', "not json"):
+        (tmp_path / "calibration.json").write_text(broken)
+        with pytest.raises(InputError, match="calibration.json"):
+            threshold_from_run(tmp_path)

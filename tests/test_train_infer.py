@@ -164,3 +164,21 @@ def test_clip_frame_head_trains_each_branch_and_predicts_their_combination(corpu
     columns = result.species.columns
     scores = result.submission[columns].to_numpy()
     assert scores.shape == (3, len(columns)) and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_training_writes_the_classify_and_count_threshold_of_its_held_out_recordings(tmp_path):
+    from dawnchorus.data.annotations import Box
+    from dawnchorus.data.species import SpeciesTable
+    from dawnchorus.postprocess import threshold_from_run
+    from dawnchorus.train import write_calibration
+
+    dataset = SimpleNamespace(species=SpeciesTable.from_ids([0, 1]),
+                              boxes=[Box("a", 0, 1, 1.0, 0.0, 2.0, 1e3, 1), Box("b", 1, 1, 1.0, 0.0, 2.0, 1e3, 1),
+                                     Box("c", 0, 1, 1.0, 0.0, 2.0, 1e3, 0)])  # an FP box is no presence
+    oof = pd.DataFrame({"recording_id": ["a", "b", "c"], "fold": 0, "s0": [0.3, 0.1, 0.25], "s1": [0.2, 0.4, 0.05]})
+    write_calibration(tmp_path, oof=oof, dataset=dataset)
+    assert threshold_from_run(tmp_path) == pytest.approx(0.3)
+    nothing_held_out = tmp_path / "empty"
+    nothing_held_out.mkdir()
+    write_calibration(nothing_held_out, oof=oof.assign(recording_id="z"), dataset=dataset)
+    assert not (nothing_held_out / "calibration.json").exists() and threshold_from_run(nothing_held_out) == 0.5

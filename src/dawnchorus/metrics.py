@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from .errors import InputError, ValidationError
 
@@ -144,6 +144,18 @@ def masked_auc(*, y_true: np.ndarray, y_score: np.ndarray) -> tuple[float, float
         if mask.any() and len(np.unique(y_true[mask, column])) == 2:
             per_class.append(roc_auc_score(y_true[mask, column], y_score[mask, column]))
     return pooled, float(np.mean(per_class)) if per_class else float("nan")
+
+
+def youden_threshold(*, y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """The score threshold that maximises Youden's J (true-positive rate minus false-positive
+    rate) over all entries: the operating point where a detector's misses and false alarms
+    balance, which is where classify-and-count prevalence estimates are least biased."""
+    t, s = _check_arrays(y_true, y_score)
+    if t.sum() == 0 or t.sum() == t.size:
+        raise InputError("y_true needs both present and absent entries to choose a threshold")
+    fpr, tpr, thresholds = roc_curve(t.ravel(), s.ravel())
+    best = int(np.argmax(tpr - fpr))
+    return float(min(1.0, thresholds[best]))
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

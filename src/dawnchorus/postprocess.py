@@ -19,6 +19,7 @@ exists; the estimate is only as good as the detector.
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from collections.abc import Callable
@@ -231,6 +232,21 @@ def reference_from_run(run_dir: str | Path, *, columns: list[str] | None = None)
     return reference
 
 
+def threshold_from_run(run_dir: str | Path) -> float:
+    """The classify-and-count threshold a training run chose on its out-of-fold recordings
+    (``calibration.json``, see ``train.write_calibration``); 0.5 for runs without one."""
+    path = Path(run_dir) / "calibration.json"
+    if not path.is_file():
+        return 0.5
+    try:
+        threshold = float(json.loads(path.read_text())["cc_threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: unreadable ({exc}); delete it to fall back to the threshold 0.5") from None
+    if not 0.0 < threshold < 1.0:
+        raise InputError(f"{path}: cc_threshold {threshold} is not between 0 and 1; delete the file to use 0.5")
+    return threshold
+
+
 @dataclass(frozen=True)
 class PostprocessResult:
     scores: pd.DataFrame  # the input table with rescaled species columns
@@ -240,7 +256,8 @@ class PostprocessResult:
 
 def postprocess(*, scores: pd.DataFrame, prior: dict[int, float] | None = None, method: str = "odds",
                 reference: dict[int, float] | None = None, estimate: str = "cc", factor: float | None = None,
-                labels_per_recording: float | None = None, gamma: float = 0.5, source: str = "scores") -> PostprocessResult:
+                labels_per_recording: float | None = None, gamma: float = 0.5, cc_threshold: float = 0.5,
+                source: str = "scores") -> PostprocessResult:
     """Rescale every species column of ``scores`` (``recording_id,s0..``) by a per-species factor:
     one fixed ``factor``, or one derived from the ``prior`` table or estimated prevalences.
 
@@ -248,7 +265,8 @@ def postprocess(*, scores: pd.DataFrame, prior: dict[int, float] | None = None, 
     prediction (``reference_from_run``). Without it, 0.5: a detector trained on balanced
     TP/FP crops is calibrated near 0.5, so the odds factor becomes odds(prior). The mean
     test prediction is only EM's starting point, never its reference: the scores agree
-    with it by construction, so EM would not move.
+    with it by construction, so EM would not move. ``cc_threshold`` is classify and count's
+    threshold: a run's own (``threshold_from_run``) suits heads whose scores are not centred on 0.5.
     """
     if method not in SCALINGS:
         raise InputError(f"scaling '{method}' is unknown; use one of {', '.join(SCALINGS)}")
@@ -272,7 +290,7 @@ def postprocess(*, scores: pd.DataFrame, prior: dict[int, float] | None = None, 
             raise InputError(f"estimator '{estimate}' is unknown; use one of {', '.join(ESTIMATORS)}")
         start = np.clip(values.mean(axis=0), *_bounds(len(values))) if ref is None else ref
         ref = np.full(n_species, 0.5) if ref is None else ref
-        extra = {"labels_per_recording": labels_per_recording} if estimate == "count" else {}
+        extra = {"count": {"labels_per_recording": labels_per_recording}, "cc": {"threshold": cc_threshold}}.get(estimate, {})
         found = ESTIMATORS[estimate](values, ref, start=start, columns=columns, **extra)
         prevalence, described = found.prevalence, f"{estimate} estimate ({found.iterations} iterations)"
     if factor is None:

@@ -29,12 +29,12 @@ from .data.annotations import Box
 from .data.cache import AudioCache
 from .data.crops import ClassIndex, CropDataset, CropSampler, SoftLabels
 from .data.dataset import RfcxDataset, load_dataset
-from .data.species import write_species_csv
+from .data.species import species_column, write_species_csv
 from .errors import InputError
 from .infer import LoadedRun, predict_windows
 from .scores import aggregate_windows
 from .losses import loss_from_config, masked_bce
-from .metrics import masked_auc
+from .metrics import masked_auc, youden_threshold
 from .models import ClassLayout, build_model, resolve_device
 
 try:
@@ -131,8 +131,30 @@ def train(*, data_dir: str | Path, out_dir: str | Path, config: RunConfig, resum
         pd.concat(histories).to_csv(out_dir / "history.csv", index=False)
     oofs = [pd.read_csv(p) for p in sorted(out_dir.glob("fold*/oof.csv"))]
     if oofs:
-        pd.concat(oofs).to_csv(out_dir / "oof.csv", index=False)
+        oof = pd.concat(oofs)
+        oof.to_csv(out_dir / "oof.csv", index=False)
+        write_calibration(out_dir, oof=oof, dataset=dataset)
     return out_dir
+
+
+def write_calibration(run_dir: Path, *, oof: pd.DataFrame, dataset: RfcxDataset) -> None:
+    """``calibration.json``: the score threshold at which the out-of-fold recordings' TP species
+    are best told from the rest (Youden's J), for classify-and-count prior estimation.
+
+    Species without a TP box in a held-out recording count as absent there: mostly right, and
+    the only recording-level negatives partial labels give. Heads whose scores are not centred
+    on 0.5 (``clip_frame``, frame-level) need this most (benchmarks/RESULTS.md, issue 4).
+    """
+    columns = dataset.species.columns
+    present = {(b.recording_id, species_column(b.species_id)) for b in dataset.boxes if b.label == 1}
+    y_true = np.array([[(r, c) in present for c in columns] for r in oof["recording_id"].astype(str)], dtype=np.float64)
+    try:
+        threshold = youden_threshold(y_true=y_true, y_score=oof[columns].to_numpy(dtype=np.float64))
+    except InputError:
+        return  # no held-out TP box (or nothing else): no threshold to learn; estimation uses 0.5
+    (run_dir / "calibration.json").write_text(json.dumps(
+        {"cc_threshold": threshold, "rule": "Youden's J on out-of-fold recordings (TP boxes present, other species absent)",
+         "recordings": int(len(oof)), "present": int(y_true.sum())}, indent=1))
 
 
 def _private_generator() -> torch.Generator:

@@ -149,7 +149,10 @@ def predict(
     if postprocess or prior is not None:
         # Reference 0.5, not the run's mean out-of-fold score: it measured better on every model tried
         # (benchmarks/RESULTS.md); 'dawnchorus postprocess --run RUN' uses the out-of-fold reference.
-        submission = postprocess_and_report(scores=submission, source="predictions", out=out, prior_path=prior, run_dir=None)
+        from ..postprocess import threshold_from_run
+
+        submission = postprocess_and_report(scores=submission, source="predictions", out=out, prior_path=prior, run_dir=None,
+                                            cc_threshold=threshold_from_run(run[0]))
     write_submission(out, submission)
     typer.echo(f"wrote {out} ({len(submission)} recordings)")
     if detections is not None or raven_dir is not None:

@@ -46,13 +46,21 @@ def postprocess_command(
     estimate: str = typer.Option("cc", "--estimate", help="Prior estimator without --prior: cc (classify and count), em or count."),
     labels_per_recording: Optional[float] = typer.Option(None, "--labels-per-recording", help="Species per recording for --estimate count (default: the model's own expected count)."),
     gamma: float = typer.Option(0.5, "--gamma", help="Exponent of the power scaling, p * (prior/reference)**gamma."),
+    cc_threshold: Optional[float] = typer.Option(None, "--cc-threshold", help="Score threshold of --estimate cc (default: the --run's out-of-fold choice in calibration.json, else 0.5)."),
 ):
     """Rescale a submission to the test prevalences: from a prior table, or estimated from the scores."""
     from ..metrics import read_score_table
     from ..submission import write_submission
 
     scores = read_score_table(path=pred, kind="submission")
-    options = {"method": method, "factor": factor, "estimate": estimate, "labels_per_recording": labels_per_recording, "gamma": gamma}
+    from ..postprocess import threshold_from_run
+
+    if cc_threshold is None:
+        cc_threshold = threshold_from_run(run) if run is not None else 0.5
+    elif not 0.0 < cc_threshold < 1.0:
+        raise InputError(f"--cc-threshold must be between 0 and 1; got {cc_threshold}")
+    options = {"method": method, "factor": factor, "estimate": estimate, "labels_per_recording": labels_per_recording,
+               "gamma": gamma, "cc_threshold": cc_threshold}
     result = postprocess_and_report(scores=scores, source=str(pred), out=out, prior_path=prior, run_dir=run, **options)
     write_submission(out, result)
     typer.echo(f"wrote {out} ({len(result)} recordings)")
