@@ -42,6 +42,9 @@ def test_rounds_label_train_and_extra_audio_train_students_and_resume(corpus, tm
     assert set(labels.recording_id) == train_ids | test_ids
     assert labels.drop(columns=["recording_id"]).to_numpy().min() >= 0
     assert len(pd.read_csv(rounds[1] / "history.csv")) == 1  # pseudo.epochs
+    # the rounds read the first run's audio cache (test recordings added) instead of each making its own
+    assert not any((r / "audio_cache").exists() for r in rounds)
+    assert len(list((run / "audio_cache").glob("*.npy"))) > len(train_ids)
     assert resolve_round(run) == rounds[1]
     assert load_run(run, device="cpu", pseudo_round=0).run_dir == run
 

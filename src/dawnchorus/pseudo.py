@@ -88,7 +88,11 @@ def train_pseudo_rounds(*, run_dir: str | Path, data_dir: str | Path, rounds: in
     if clash:
         raise InputError(f"{extra_dir}: recordings {', '.join(clash[:5])} are also training recordings; give a separate directory")
     device = resolve_device(config.train.device)
-    round_config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=pseudo.epochs or config.train.epochs))
+    # Every round reads the first run's audio cache: a cache per round would decode (and store,
+    # 2 GB for the standard corpus with its test split) the same recordings again.
+    cache_dir = config.train.cache_dir or str(run_dir / "audio_cache")
+    round_config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=pseudo.epochs or config.train.epochs,
+                                                                         cache_dir=cache_dir))
     done = []
     for number in range(1, rounds + 1):
         round_dir = run_dir / "pseudo" / f"round{number}"
