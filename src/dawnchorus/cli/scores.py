@@ -50,11 +50,10 @@ def postprocess_command(
 ):
     """Rescale a submission to the test prevalences: from a prior table, or estimated from the scores."""
     from ..metrics import read_score_table
+    from ..postprocess import threshold_from_run
     from ..submission import write_submission
 
     scores = read_score_table(path=pred, kind="submission")
-    from ..postprocess import threshold_from_run
-
     if cc_threshold is None:
         cc_threshold = threshold_from_run(run) if run is not None else 0.5
     elif not 0.0 < cc_threshold < 1.0:
