@@ -201,6 +201,8 @@ def test_classify_and_count_threshold_comes_from_the_run(tmp_path):
     at_half = postprocess(scores=scores, estimate="cc").species.prevalence.to_numpy()
     at_run = postprocess(scores=scores, estimate="cc", cc_threshold=0.25).species.prevalence.to_numpy()
     assert at_run == pytest.approx([0.5, 0.25]) and at_half == pytest.approx([0.125, 0.125])  # 0 clamped to 0.5/n
+    with pytest.raises(InputError, match="cc_threshold must be between 0 and 1"):
+        postprocess(scores=scores, estimate="cc", cc_threshold=1.0)
     for broken in ('{"cc_threshold": 1.5}', "not json"):
         (tmp_path / "calibration.json").write_text(broken)
         with pytest.raises(InputError, match="calibration.json"):

@@ -42,6 +42,7 @@ __all__ = [
 
 KEY_COLUMNS = WINDOW_KEYS
 _SPECIES_RE = re.compile(r"^s(\d+)$")
+CC_THRESHOLD = 0.5  # classify and count's threshold when a run has chosen none (scores centred on 0.5)
 _CLIP = 1e-6  # keeps odds finite, so a score of exactly 0 or 1 can still be rescaled
 
 
@@ -158,7 +159,7 @@ def estimate_prevalence_count(scores: np.ndarray, reference: np.ndarray, *, star
     return _run_em(scores, reference, start=start, project=to_target, max_iter=max_iter, tol=tol, columns=columns)
 
 
-def estimate_prevalence_cc(scores: np.ndarray, reference: np.ndarray, *, threshold: float = 0.5,
+def estimate_prevalence_cc(scores: np.ndarray, reference: np.ndarray, *, threshold: float = CC_THRESHOLD,
                            columns: list[str] | None = None, **_) -> PriorEstimate:
     """Classify and count: the share of recordings whose score passes ``threshold``.
 
@@ -237,13 +238,13 @@ def threshold_from_run(run_dir: str | Path) -> float:
     (``calibration.json``, see ``train.write_calibration``); 0.5 for runs without one."""
     path = Path(run_dir) / "calibration.json"
     if not path.is_file():
-        return 0.5
+        return CC_THRESHOLD
     try:
         threshold = float(json.loads(path.read_text())["cc_threshold"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: unreadable ({exc}); delete it to fall back to the threshold 0.5") from None
+        raise InputError(f"{path}: unreadable ({exc}); delete it to fall back to the threshold {CC_THRESHOLD}") from None
     if not 0.0 < threshold < 1.0:
-        raise InputError(f"{path}: cc_threshold {threshold} is not between 0 and 1; delete the file to use 0.5")
+        raise InputError(f"{path}: cc_threshold {threshold} is not between 0 and 1; delete the file to use {CC_THRESHOLD}")
     return threshold
 
 
@@ -256,7 +257,7 @@ class PostprocessResult:
 
 def postprocess(*, scores: pd.DataFrame, prior: dict[int, float] | None = None, method: str = "odds",
                 reference: dict[int, float] | None = None, estimate: str = "cc", factor: float | None = None,
-                labels_per_recording: float | None = None, gamma: float = 0.5, cc_threshold: float = 0.5,
+                labels_per_recording: float | None = None, gamma: float = 0.5, cc_threshold: float = CC_THRESHOLD,
                 source: str = "scores") -> PostprocessResult:
     """Rescale every species column of ``scores`` (``recording_id,s0..``) by a per-species factor:
     one fixed ``factor``, or one derived from the ``prior`` table or estimated prevalences.
@@ -270,6 +271,8 @@ def postprocess(*, scores: pd.DataFrame, prior: dict[int, float] | None = None, 
     """
     if method not in SCALINGS:
         raise InputError(f"scaling '{method}' is unknown; use one of {', '.join(SCALINGS)}")
+    if not 0.0 < cc_threshold < 1.0:
+        raise InputError(f"cc_threshold must be between 0 and 1; got {cc_threshold}")
     columns = species_columns_of(scores, source=source)
     values = _score_matrix(scores, columns, source=source)
     n_species = len(columns)

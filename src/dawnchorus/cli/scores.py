@@ -50,12 +50,12 @@ def postprocess_command(
 ):
     """Rescale a submission to the test prevalences: from a prior table, or estimated from the scores."""
     from ..metrics import read_score_table
-    from ..postprocess import threshold_from_run
+    from ..postprocess import CC_THRESHOLD, threshold_from_run
     from ..submission import write_submission
 
     scores = read_score_table(path=pred, kind="submission")
     if cc_threshold is None:
-        cc_threshold = threshold_from_run(run) if run is not None else 0.5
+        cc_threshold = threshold_from_run(run) if run is not None else CC_THRESHOLD
     elif not 0.0 < cc_threshold < 1.0:
         raise InputError(f"--cc-threshold must be between 0 and 1; got {cc_threshold}")
     options = {"method": method, "factor": factor, "estimate": estimate, "labels_per_recording": labels_per_recording,
