@@ -139,6 +139,41 @@ def test_estimated_priors_use_the_runs_classify_and_count_threshold(fake_predict
     assert bad.exit_code == 2 and "--cc-threshold must be between 0 and 1" in bad.output
 
 
+def test_estimated_priors_count_persistent_evidence_of_the_first_model(monkeypatch, tmp_path):
+    from dawnchorus import infer
+    from dawnchorus.data.species import SpeciesTable
+
+    # s0: one loud window in a (a lone false alarm), two in b; s1: two windows over 0.5 in both
+    windows = pd.DataFrame({"recording_id": list("aaabbb"), "t_start_s": [0.0, 1.0, 2.0] * 2, "t_end_s": [1.0, 2.0, 3.0] * 2,
+                            "s0": [0.9, 0.1, 0.1, 0.8, 0.7, 0.1], "s1": [0.6, 0.6, 0.1, 0.7, 0.6, 0.1]})
+    submission = infer.aggregate_windows(windows, species_columns=["s0", "s1"])
+    calls = []
+
+    def fake(**kwargs):
+        calls.append(kwargs.get("pseudo_round"))
+        return infer.Prediction(submission=submission, windows=windows, species=SpeciesTable.from_ids([0, 1]))
+
+    monkeypatch.setattr(infer, "predict", fake)
+    run = tmp_path / "run"
+    (run / "fold0").mkdir(parents=True)
+    (run / "fold0" / "model.safetensors").write_text("")
+    (run / "calibration.json").write_text('{"cc_threshold": 0.5, "persistence": {"windows": 2, "threshold": 0.5}}')
+    out = tmp_path / "est.csv"
+    result = invoke("predict", "--run", run, "--audio", tmp_path, "--out", out, "--postprocess")
+    assert result.exit_code == 0, result.output
+    assert "2 best windows of the first model" in result.output and calls == [None]  # round 0's windows reused
+    assert pd.read_csv(tmp_path / "est.priors.csv").prevalence.tolist() == pytest.approx([0.5, 0.75])  # 1 and 2 clamped to 1 - 0.5/n
+    student = run / "pseudo" / "round1" / "fold0"
+    student.mkdir(parents=True)
+    (student / "model.safetensors").write_text("")
+    result = invoke("predict", "--run", run, "--audio", tmp_path, "--out", out, "--postprocess")
+    assert result.exit_code == 0, result.output
+    assert calls[1:] == [None, 0]  # the last round predicts, round 0 (the teacher) gives the evidence
+    calls.clear()
+    result = invoke("predict", "--run", run, "--audio", tmp_path, "--out", out, "--postprocess", "--round", "0", "--hop-s", "0.5")
+    assert result.exit_code == 0 and calls == [0, 0]  # other window settings than the calibration's: predicted again
+
+
 def test_predict_smooths_windows_before_aggregating_and_knows_the_host_prior(monkeypatch, tmp_path):
     from dawnchorus import infer
     from dawnchorus.config import load_preset, save_config

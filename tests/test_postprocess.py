@@ -207,3 +207,29 @@ def test_classify_and_count_threshold_comes_from_the_run(tmp_path):
         (tmp_path / "calibration.json").write_text(broken)
         with pytest.raises(InputError, match="calibration.json"):
             threshold_from_run(tmp_path)
+
+
+def test_prevalence_can_be_counted_on_another_table_of_the_same_recordings(tmp_path):
+    from dawnchorus.postprocess import persistence_from_run
+
+    scores = table(np.array([[0.9, 0.9], [0.8, 0.1], [0.7, 0.1], [0.6, 0.1]]))
+    evidence = scores.iloc[::-1].copy()  # row order does not matter, recordings do
+    evidence[["s0", "s1"]] = [[0.1, 0.1], [0.6, 0.1], [0.1, 0.1], [0.6, 0.6]]  # reversed: r3, r2, r1, r0
+    result = postprocess(scores=scores, estimate="cc", estimate_from=evidence, cc_threshold=0.5)
+    assert result.species.prevalence.tolist() == pytest.approx([0.5, 0.25])  # counted on evidence, not on scores
+    assert postprocess(scores=scores, estimate="cc", cc_threshold=0.5).species.prevalence.tolist() == pytest.approx([1 - 0.125, 0.25])
+    with pytest.raises(InputError, match="must score each recording"):
+        postprocess(scores=scores, estimate="cc", estimate_from=evidence.iloc[:3])
+    with pytest.raises(InputError, match="species columns"):
+        postprocess(scores=scores, estimate="cc", estimate_from=evidence.drop(columns="s1"))
+    with pytest.raises(InputError, match="no use with a prior table"):
+        postprocess(scores=scores, prior={0: 0.1, 1: 0.2}, estimate_from=evidence)
+
+    assert persistence_from_run(tmp_path) is None
+    (tmp_path / "calibration.json").write_text('{"cc_threshold": 0.25, "persistence": {"windows": 3, "threshold": 0.15}}')
+    assert persistence_from_run(tmp_path) == (3, 0.15)
+    for broken in ('{"persistence": {"windows": 0, "threshold": 0.15}}', '{"persistence": {"windows": 3, "threshold": 2}}',
+                   '{"persistence": 3}', "[1, 2]"):
+        (tmp_path / "calibration.json").write_text(broken)
+        with pytest.raises(InputError, match="calibration.json"):
+            persistence_from_run(tmp_path)

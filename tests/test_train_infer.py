@@ -19,7 +19,8 @@ from dawnchorus.errors import InputError
 from dawnchorus.infer import predict, window_starts
 from dawnchorus.losses import loss_from_config, masked_bce
 from dawnchorus.models import geometric_mean_logit
-from dawnchorus.scores import aggregate_windows
+from dawnchorus.postprocess import persistence_from_run
+from dawnchorus.scores import aggregate_windows, kth_best_window
 from dawnchorus.synth import SynthConfig, generate_corpus
 from dawnchorus.train import FoldTrainer, train
 
@@ -56,6 +57,17 @@ def test_aggregate_max_and_topk():
     assert top2.s0.tolist() == pytest.approx([0.7, 0.2])
 
 
+def test_kth_best_window_needs_k_windows_of_evidence():
+    windows = pd.DataFrame({"recording_id": ["a", "a", "a", "b"], "t_start_s": [0, 1, 2, 0], "t_end_s": [1, 2, 3, 1],
+                            "s0": [0.1, 0.9, 0.5, 0.2], "s1": [0.7, 0.6, 0.8, 0.3]})
+    second = kth_best_window(windows, species_columns=["s0", "s1"], k=2)
+    assert second.recording_id.tolist() == ["a", "b"]
+    assert second.s0.tolist() == [0.5, 0.2] and second.s1.tolist() == [0.7, 0.3]  # b has one window: its only score
+    assert kth_best_window(windows, species_columns=["s0"], k=1).s0.tolist() == [0.9, 0.2]
+    with pytest.raises(InputError, match="whole number of windows"):
+        kth_best_window(windows, species_columns=["s0"], k=0)
+
+
 def test_train_writes_a_complete_run_and_predict_reads_it(corpus, tmp_path):
     run = train(data_dir=corpus, out_dir=tmp_path / "run", config=fast_config())
     for name in ("config.yaml", "layout.json", "species.csv", "folds.csv", "history.csv", "oof.csv", "fold0/model.safetensors"):
@@ -67,6 +79,8 @@ def test_train_writes_a_complete_run_and_predict_reads_it(corpus, tmp_path):
     folds = pd.read_csv(run / "folds.csv")
     held_out = set(folds[folds.fold == 0].recording_id)
     assert set(pd.read_csv(run / "oof.csv").recording_id) == held_out
+    assert set(pd.read_parquet(run / "fold0" / "oof_windows.parquet").recording_id) == held_out
+    assert persistence_from_run(run)[0] == fast_config().infer.top_k  # the held-out recordings have TP boxes
 
     result = predict(run_dirs=[run], audio_dir=corpus / "test", device="cpu")
     ids = sorted(p.stem for p in (corpus / "test").glob("*.flac"))
@@ -169,7 +183,7 @@ def test_clip_frame_head_trains_each_branch_and_predicts_their_combination(corpu
 def test_training_writes_the_classify_and_count_threshold_of_its_held_out_recordings(tmp_path):
     from dawnchorus.data.annotations import Box
     from dawnchorus.data.species import SpeciesTable
-    from dawnchorus.postprocess import threshold_from_run
+    from dawnchorus.postprocess import persistence_from_run, threshold_from_run
     from dawnchorus.train import write_calibration
 
     dataset = SimpleNamespace(species=SpeciesTable.from_ids([0, 1]),
@@ -177,7 +191,12 @@ def test_training_writes_the_classify_and_count_threshold_of_its_held_out_record
                                      Box("c", 0, 1, 1.0, 0.0, 2.0, 1e3, 0)])  # an FP box is no presence
     oof = pd.DataFrame({"recording_id": ["a", "b", "c"], "fold": 0, "s0": [0.3, 0.1, 0.25], "s1": [0.2, 0.4, 0.05]})
     write_calibration(tmp_path, oof=oof, dataset=dataset)
-    assert threshold_from_run(tmp_path) == pytest.approx(0.3)
+    assert threshold_from_run(tmp_path) == pytest.approx(0.3) and persistence_from_run(tmp_path) is None
+    # window scores: a's second-best s0 window (0.6) and b's s1 (0.5) beat every absent species' second best
+    windows = pd.DataFrame({"recording_id": list("aaabbbccc"), "t_start_s": [0, 1, 2] * 3, "t_end_s": [1, 2, 3] * 3,
+                            "s0": [0.7, 0.6, 0.1, 0.1, 0.2, 0.1, 0.9, 0.3, 0.1], "s1": [0.2, 0.1, 0.1, 0.5, 0.5, 0.5, 0.1, 0.1, 0.1]})
+    write_calibration(tmp_path, oof=oof, dataset=dataset, oof_windows=windows, persistence_windows=2)
+    assert persistence_from_run(tmp_path) == (2, pytest.approx(0.5)) and threshold_from_run(tmp_path) == pytest.approx(0.3)
     nothing_held_out = tmp_path / "empty"
     nothing_held_out.mkdir()
     write_calibration(nothing_held_out, oof=oof.assign(recording_id="z"), dataset=dataset)

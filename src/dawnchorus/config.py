@@ -112,7 +112,7 @@ class InferConfig:
     hop_s: float = 1.5
     batch_size: int = 64
     aggregate: str = "max"  # "max" or "topk_mean"
-    top_k: int = 3
+    top_k: int = 3  # windows topk_mean averages; also those a species must pass to count in prior estimation
     frame_step_s: float | None = None  # framewise scores on this grid (None: one row per window)
     extra_window_s: tuple[float, ...] = ()  # multi-scale: more window lengths, averaged on the frame grid
     tta_shifts: int = 1  # passes with windows shifted by hop/N, averaged on the frame grid

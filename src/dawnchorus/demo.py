@@ -19,7 +19,7 @@ import pandas as pd
 from .baselines import constant_prior_submission
 from .config import RunConfig, load_config, load_preset, with_overrides
 from .data import load_dataset, rfcx_test_prevalence
-from .infer import detections_table, predict
+from .infer import detections_table, persistence_evidence, predict
 from .metrics import evaluate
 from .postprocess import postprocess, threshold_from_run
 from .report import plot_detections
@@ -65,7 +65,10 @@ def run_demo(*, out_dir: str | Path = "demo_out", n_train: int = 200, n_test: in
 
     rows = [("dawnchorus " + preset + " (raw scores)", model_report)]
     host = rfcx_test_prevalence()
-    adjustments = [("+ estimated test prevalence (classify and count)", {"estimate": "cc", "cc_threshold": threshold_from_run(run_dir)})]
+    evidence = persistence_evidence(run_dirs=[run_dir], audio_dir=corpus / "test", windows=prediction.windows)
+    estimated = ({"cc_threshold": threshold_from_run(run_dir)} if evidence is None
+                 else {"estimate_from": evidence[0], "cc_threshold": evidence[2]})
+    adjustments = [("+ estimated test prevalence (classify and count)", {"estimate": "cc", **estimated})]
     if set(host) == set(dataset.species.species_ids):  # the RFCx species: the host paper's Table 2 applies
         adjustments.insert(0, ("+ host paper's test prevalence (odds scaling)", {"prior": host}))
     for name, options in adjustments:

@@ -24,8 +24,9 @@ from .data.audio import find_audio_files, load_audio, n_samples, window_starts
 from .data.species import SpeciesTable, read_species_csv, species_column
 from .errors import AudioError, InputError
 from .models import ClassLayout, Detector, build_model, resolve_device
+from .postprocess import persistence_from_run, species_columns_of
 from .runs import resolve_round
-from .scores import aggregate_windows, average_window_tables
+from .scores import aggregate_windows, average_window_tables, kth_best_window
 
 try:
     from tqdm.auto import tqdm
@@ -330,3 +331,26 @@ def predict(*, run_dirs: Sequence[str | Path], audio_dir: str | Path, window_s: 
     windows = average_window_tables(tables, species_columns=species.columns)
     submission = aggregate_windows(windows, species_columns=species.columns, method=aggregate or infer.aggregate, top_k=infer.top_k)
     return Prediction(submission=submission, windows=windows, species=species)
+
+
+def persistence_evidence(*, run_dirs: Sequence[str | Path], audio_dir: str | Path, windows: pd.DataFrame | None = None,
+                         device: str = "auto", progress: bool = False) -> tuple[pd.DataFrame, int, float] | None:
+    """What classify and count should count on to estimate the test prevalence for these runs:
+    each recording's k-th best window score of round 0 (the first model, not a pseudo-label
+    student) at the run's own window settings, with the k and threshold its out-of-fold
+    recordings chose (``postprocess.persistence_from_run``). Returns ``(table, k, threshold)``
+    for ``postprocess(estimate_from=table, cc_threshold=threshold)``, or None when the first
+    run has no such rule (trained before it existed).
+
+    Pass ``windows`` when round 0 at the run's settings has already scored ``audio_dir``;
+    otherwise it is predicted here. Round 0 because students trained on the teacher's soft
+    labels score away from their own out-of-fold threshold (benchmarks/RESULTS.md, issue 4).
+    """
+    rule = persistence_from_run(run_dirs[0])
+    if rule is None:
+        return None
+    k, threshold = rule
+    if windows is None:
+        windows = predict(run_dirs=run_dirs, audio_dir=audio_dir, pseudo_round=0, device=device, progress=progress).windows
+    columns = species_columns_of(windows, source="window scores")
+    return kth_best_window(windows, species_columns=columns, k=k), k, threshold

@@ -233,19 +233,67 @@ def reference_from_run(run_dir: str | Path, *, columns: list[str] | None = None)
     return reference
 
 
+def _calibration(run_dir: str | Path) -> dict | None:
+    path = Path(run_dir) / "calibration.json"
+    if not path.is_file():
+        return None
+    try:
+        calibration = json.loads(path.read_text())
+        if not isinstance(calibration, dict):
+            raise ValueError("not a JSON object")
+        return calibration
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable ({exc}); delete it to fall back to the threshold {CC_THRESHOLD}") from None
+
+
+def _checked_threshold(value, *, path: Path, field: str) -> float:
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        threshold = float("nan")
+    if not 0.0 < threshold < 1.0:
+        raise InputError(f"{path}: {field} {value!r} is not a number between 0 and 1; delete the file to use {CC_THRESHOLD}")
+    return threshold
+
+
 def threshold_from_run(run_dir: str | Path) -> float:
     """The classify-and-count threshold a training run chose on its out-of-fold recordings
     (``calibration.json``, see ``train.write_calibration``); 0.5 for runs without one."""
-    path = Path(run_dir) / "calibration.json"
-    if not path.is_file():
+    calibration = _calibration(run_dir)
+    if calibration is None:
         return CC_THRESHOLD
-    try:
-        threshold = float(json.loads(path.read_text())["cc_threshold"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: unreadable ({exc}); delete it to fall back to the threshold {CC_THRESHOLD}") from None
-    if not 0.0 < threshold < 1.0:
-        raise InputError(f"{path}: cc_threshold {threshold} is not between 0 and 1; delete the file to use {CC_THRESHOLD}")
-    return threshold
+    path = Path(run_dir) / "calibration.json"
+    if "cc_threshold" not in calibration:
+        raise InputError(f"{path}: no cc_threshold; delete the file to fall back to the threshold {CC_THRESHOLD}")
+    return _checked_threshold(calibration["cc_threshold"], path=path, field="cc_threshold")
+
+
+def persistence_from_run(run_dir: str | Path) -> tuple[int, float] | None:
+    """The run's persistence rule for classify and count, ``(k, threshold)``: a species counts as
+    present where its k-th best window passes the threshold (``scores.kth_best_window``). None
+    for runs without one (trained before the rule existed, or no held-out TP box)."""
+    calibration = _calibration(run_dir)
+    if calibration is None or "persistence" not in calibration:
+        return None
+    path, rule = Path(run_dir) / "calibration.json", calibration["persistence"]
+    windows = rule.get("windows") if isinstance(rule, dict) else None
+    if isinstance(windows, bool) or not isinstance(windows, int) or windows < 1:
+        raise InputError(f"{path}: persistence.windows {windows!r} is not a whole number >= 1; delete the file to use {CC_THRESHOLD}")
+    return windows, _checked_threshold(rule.get("threshold"), path=path, field="persistence.threshold")
+
+
+def _aligned_scores(table: pd.DataFrame, *, like: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """``table``'s species scores in the row order of ``like``: the same recordings and species."""
+    source = "estimate_from table"
+    found = species_columns_of(table, source=source)
+    if sorted(found) != sorted(columns):
+        raise InputError(f"{source}: species columns {', '.join(found)} differ from the scores' ({', '.join(columns)})")
+    ids, wanted = table["recording_id"].astype(str), like["recording_id"].astype(str)
+    if ids.duplicated().any() or set(ids) != set(wanted):
+        missing = sorted(set(wanted) - set(ids))[:5]
+        raise InputError(f"{source}: must score each recording of the scores once (missing e.g. {', '.join(missing) or '-'}; "
+                         f"{len(ids)} rows for {len(wanted)} recordings)")
+    return _score_matrix(table.set_index(ids).loc[wanted].reset_index(drop=True), columns, source=source)
 
 
 @dataclass(frozen=True)
@@ -258,7 +306,7 @@ class PostprocessResult:
 def postprocess(*, scores: pd.DataFrame, prior: dict[int, float] | None = None, method: str = "odds",
                 reference: dict[int, float] | None = None, estimate: str = "cc", factor: float | None = None,
                 labels_per_recording: float | None = None, gamma: float = 0.5, cc_threshold: float = CC_THRESHOLD,
-                source: str = "scores") -> PostprocessResult:
+                estimate_from: pd.DataFrame | None = None, source: str = "scores") -> PostprocessResult:
     """Rescale every species column of ``scores`` (``recording_id,s0..``) by a per-species factor:
     one fixed ``factor``, or one derived from the ``prior`` table or estimated prevalences.
 
@@ -268,11 +316,16 @@ def postprocess(*, scores: pd.DataFrame, prior: dict[int, float] | None = None, 
     test prediction is only EM's starting point, never its reference: the scores agree
     with it by construction, so EM would not move. ``cc_threshold`` is classify and count's
     threshold: a run's own (``threshold_from_run``) suits heads whose scores are not centred on 0.5.
+    ``estimate_from`` is another table of the same recordings to estimate the prevalence on:
+    the k-th best window scores with the run's persistence threshold (``persistence_from_run``),
+    or a pseudo-label teacher's scores, whose calibration the students do not share.
     """
     if method not in SCALINGS:
         raise InputError(f"scaling '{method}' is unknown; use one of {', '.join(SCALINGS)}")
     if not 0.0 < cc_threshold < 1.0:
         raise InputError(f"cc_threshold must be between 0 and 1; got {cc_threshold}")
+    if estimate_from is not None and (prior is not None or factor is not None):
+        raise InputError("a table to estimate the prevalence from has no use with a prior table or a fixed factor; give one")
     columns = species_columns_of(scores, source=source)
     values = _score_matrix(scores, columns, source=source)
     n_species = len(columns)
@@ -294,7 +347,8 @@ def postprocess(*, scores: pd.DataFrame, prior: dict[int, float] | None = None, 
         start = np.clip(values.mean(axis=0), *_bounds(len(values))) if ref is None else ref
         ref = np.full(n_species, 0.5) if ref is None else ref
         extra = {"count": {"labels_per_recording": labels_per_recording}, "cc": {"threshold": cc_threshold}}.get(estimate, {})
-        found = ESTIMATORS[estimate](values, ref, start=start, columns=columns, **extra)
+        counted = values if estimate_from is None else _aligned_scores(estimate_from, like=scores, columns=columns)
+        found = ESTIMATORS[estimate](counted, ref, start=start, columns=columns, **extra)
         prevalence, described = found.prevalence, f"{estimate} estimate ({found.iterations} iterations)"
     if factor is None:
         factors = SCALINGS[method].from_prior(prevalence, ref, gamma)

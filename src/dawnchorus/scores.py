@@ -34,13 +34,29 @@ def aggregate_windows(windows: pd.DataFrame, *, species_columns: list[str], meth
     grouped = windows.groupby("recording_id", sort=False)[species_columns]
     if method == "max":
         return grouped.max().reset_index()
+    return _from_ranked_windows(windows, species_columns, lambda ranked: ranked[:top_k].mean(axis=0))
+
+
+def _from_ranked_windows(windows: pd.DataFrame, species_columns: list[str], reduce) -> pd.DataFrame:
+    """One row per recording (in order of first window): ``reduce`` of its window scores, each
+    species column sorted from the highest down."""
     values = windows[species_columns].to_numpy(dtype=np.float64)
-    rows = {recording: np.sort(values[index], axis=0)[-top_k:].mean(axis=0) for recording, index in grouped.indices.items()}
+    indices = windows.groupby("recording_id", sort=False).indices
     order = pd.unique(windows["recording_id"])
-    result = pd.DataFrame(np.stack([rows[r] for r in order]) if len(order) else np.zeros((0, len(species_columns))),
-                          columns=species_columns)
+    rows = [reduce(-np.sort(-values[indices[r]], axis=0)) for r in order]
+    result = pd.DataFrame(np.stack(rows) if rows else np.zeros((0, len(species_columns))), columns=species_columns)
     result.insert(0, "recording_id", order)
     return result
+
+
+def kth_best_window(windows: pd.DataFrame, *, species_columns: list[str], k: int) -> pd.DataFrame:
+    """Per recording and species, the k-th highest window score: how loud the evidence is in at
+    least k windows. A species passes a threshold here only if k windows pass it, which a lone
+    false alarm does not; classify and count uses it (``postprocess``). Recordings with fewer
+    than k windows give their lowest window."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputError(f"k must be a whole number of windows >= 1, not {k!r}")
+    return _from_ranked_windows(windows, species_columns, lambda ranked: ranked[min(k, len(ranked)) - 1])
 
 
 def average_window_tables(tables: Sequence[pd.DataFrame], *, species_columns: list[str]) -> pd.DataFrame:

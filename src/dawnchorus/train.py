@@ -2,7 +2,8 @@
 
 A run directory holds ``config.yaml`` (reload it to repeat the run), ``layout.json``,
 ``species.csv``, ``folds.csv``, ``history.csv`` and, per fold, ``model.safetensors``
-(the average of the best epochs' weights), ``oof.csv`` (out-of-fold recording scores) and
+(the average of the best epochs' weights), ``oof.csv`` (out-of-fold recording scores),
+``oof_windows.parquet`` (their window scores) and
 ``resume.pt``, written every few steps so an interrupted run continues where it stopped,
 mid-epoch included, with identical results.
 """
@@ -32,7 +33,7 @@ from .data.dataset import RfcxDataset, load_dataset
 from .data.species import species_column, write_species_csv
 from .errors import InputError
 from .infer import LoadedRun, predict_windows
-from .scores import aggregate_windows
+from .scores import aggregate_windows, kth_best_window
 from .losses import loss_from_config, masked_bce
 from .metrics import masked_auc, youden_threshold
 from .models import ClassLayout, build_model, resolve_device
@@ -133,28 +134,42 @@ def train(*, data_dir: str | Path, out_dir: str | Path, config: RunConfig, resum
     if oofs:
         oof = pd.concat(oofs)
         oof.to_csv(out_dir / "oof.csv", index=False)
-        write_calibration(out_dir, oof=oof, dataset=dataset)
+        window_files = sorted(out_dir.glob("fold*/oof_windows.parquet"))
+        # folds finished by an older version have no window scores: no persistence rule then
+        oof_windows = pd.concat([pd.read_parquet(p) for p in window_files]) if len(window_files) == len(oofs) else None
+        write_calibration(out_dir, oof=oof, dataset=dataset, oof_windows=oof_windows, persistence_windows=config.infer.top_k)
     return out_dir
 
 
-def write_calibration(run_dir: Path, *, oof: pd.DataFrame, dataset: RfcxDataset) -> None:
-    """``calibration.json``: the score threshold at which the out-of-fold recordings' TP species
-    are best told from the rest (Youden's J), for classify-and-count prior estimation.
+def write_calibration(run_dir: Path, *, oof: pd.DataFrame, dataset: RfcxDataset, oof_windows: pd.DataFrame | None = None,
+                      persistence_windows: int = 3) -> None:
+    """``calibration.json``: thresholds for classify-and-count prior estimation, each where the
+    out-of-fold recordings' TP species are best told from the rest (Youden's J).
 
+    ``cc_threshold`` applies to recording scores. ``persistence`` (with ``oof_windows``) applies
+    to each recording's ``persistence_windows``-th best window score: a species counts as present
+    where that many windows pass, which a lone false alarm does not (``scores.kth_best_window``).
     Species without a TP box in a held-out recording count as absent there: mostly right, and
-    the only recording-level negatives partial labels give. Heads whose scores are not centred
-    on 0.5 (``clip_frame``, frame-level) need this most (benchmarks/RESULTS.md, issue 4).
+    the only recording-level negatives partial labels give (benchmarks/RESULTS.md, issue 4).
     """
     columns = dataset.species.columns
     present = {(b.recording_id, species_column(b.species_id)) for b in dataset.boxes if b.label == 1}
-    y_true = np.array([[(r, c) in present for c in columns] for r in oof["recording_id"].astype(str)], dtype=np.float64)
+
+    def youden(table: pd.DataFrame) -> tuple[float, np.ndarray]:
+        y_true = np.array([[(r, c) in present for c in columns] for r in table["recording_id"].astype(str)], dtype=np.float64)
+        return youden_threshold(y_true=y_true, y_score=table[columns].to_numpy(dtype=np.float64)), y_true
+
     try:
-        threshold = youden_threshold(y_true=y_true, y_score=oof[columns].to_numpy(dtype=np.float64))
+        threshold, y_true = youden(oof)
     except InputError:
         return  # no held-out TP box (or nothing else): no threshold to learn; estimation uses 0.5
-    (run_dir / "calibration.json").write_text(json.dumps(
-        {"cc_threshold": threshold, "rule": "Youden's J on out-of-fold recordings (TP boxes present, other species absent)",
-         "recordings": int(len(oof)), "present": int(y_true.sum())}, indent=1))
+    calibration = {"cc_threshold": threshold,
+                   "rule": "Youden's J on out-of-fold recordings (TP boxes present, other species absent)",
+                   "recordings": int(len(oof)), "present": int(y_true.sum())}
+    if oof_windows is not None:
+        kth = kth_best_window(oof_windows, species_columns=columns, k=persistence_windows)
+        calibration["persistence"] = {"windows": persistence_windows, "threshold": youden(kth)[0]}
+    (run_dir / "calibration.json").write_text(json.dumps(calibration, indent=1))
 
 
 def _private_generator() -> torch.Generator:
@@ -377,6 +392,7 @@ class FoldTrainer:
                                   hop_s=infer.hop_s, batch_size=infer.batch_size, device=self.device,
                                   frame_step_s=infer.frame_step_s, extra_window_s=infer.extra_window_s,
                                   tta_shifts=infer.tta_shifts)
+        windows.to_parquet(self.fold_dir / "oof_windows.parquet", index=False)
         oof = aggregate_windows(windows, species_columns=self.dataset.species.columns, method=infer.aggregate, top_k=infer.top_k)
         oof.insert(1, "fold", self.fold)
         oof.to_csv(self.fold_dir / "oof.csv", index=False)

@@ -108,7 +108,8 @@ def predict(
 ):
     """Predict species presence for every recording (sliding windows, folds averaged)."""
     from ..embed_runs import is_embedding_run
-    from ..infer import detections_table, write_raven_detections
+    from ..infer import detections_table, persistence_evidence, write_raven_detections
+    from ..runs import resolve_round
     from ..submission import write_submission
 
     if prior is not None and postprocess is False:
@@ -136,7 +137,7 @@ def predict(
                              frame_step_s=frame_step_s, extra_window_s=extra_window_s or None, tta_shifts=tta_shifts,
                              pseudo_round=pseudo_round, device=device, progress=sys.stderr.isatty(),
                              class_window_s=read_class_windows(run[0]) if class_windows else None)
-    submission = result.submission
+    submission, unsmoothed_windows = result.submission, result.windows
     if smooth > 1:
         from ..postprocess import smooth_windows
         from ..scores import aggregate_windows
@@ -151,8 +152,19 @@ def predict(
         # (benchmarks/RESULTS.md); 'dawnchorus postprocess --run RUN' uses the out-of-fold reference.
         from ..postprocess import threshold_from_run
 
+        options = {"cc_threshold": threshold_from_run(run[0])}
+        if prior is None and not any(is_embedding_run(r) for r in run):
+            own_settings = not (window_s or hop_s or frame_step_s or extra_window_s or tta_shifts or class_windows)
+            round_zero = all(resolve_round(r, pseudo_round) == Path(r) for r in run)
+            evidence = persistence_evidence(run_dirs=run, audio_dir=audio, device=device, progress=sys.stderr.isatty(),
+                                            windows=unsmoothed_windows if own_settings and round_zero else None)
+            if evidence is not None:
+                table, k, threshold = evidence
+                options = {"cc_threshold": threshold, "estimate_from": table}
+                typer.echo(f"estimating the test prevalence: recordings where a species' {k} best windows of the first "
+                           f"model (round 0) all score over {threshold:.3f}")
         submission = postprocess_and_report(scores=submission, source="predictions", out=out, prior_path=prior, run_dir=None,
-                                            cc_threshold=threshold_from_run(run[0]))
+                                            **options)
     write_submission(out, submission)
     typer.echo(f"wrote {out} ({len(submission)} recordings)")
     if detections is not None or raven_dir is not None:
