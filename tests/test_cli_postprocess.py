@@ -174,6 +174,21 @@ def test_estimated_priors_count_persistent_evidence_of_the_first_model(monkeypat
     assert result.exit_code == 0 and calls == [0, 0]  # other window settings than the calibration's: predicted again
 
 
+def test_postprocess_can_estimate_on_another_table(pred, tmp_path):
+    teacher = tmp_path / "teacher.csv"
+    frame = pd.read_csv(pred)
+    frame[["s0", "s1", "s2"]] = 0.1
+    frame.loc[:4, "s1"] = 0.9  # 5 of 20 recordings
+    frame.to_csv(teacher, index=False)
+    out = tmp_path / "out.csv"
+    result = invoke("postprocess", "--pred", pred, "--out", out, "--estimate-from", teacher, "--cc-threshold", 0.5)
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(tmp_path / "out.priors.csv").prevalence.tolist() == pytest.approx([0.025, 0.25, 0.025])  # 0 -> 0.5/n
+    frame.iloc[:10].to_csv(teacher, index=False)
+    result = invoke("postprocess", "--pred", pred, "--out", out, "--estimate-from", teacher)
+    assert result.exit_code == 2 and "--estimate-from" in result.output and "must score each recording" in result.output
+
+
 def test_predict_smooths_windows_before_aggregating_and_knows_the_host_prior(monkeypatch, tmp_path):
     from dawnchorus import infer
     from dawnchorus.config import load_preset, save_config

@@ -284,7 +284,7 @@ def persistence_from_run(run_dir: str | Path) -> tuple[int, float] | None:
 
 def _aligned_scores(table: pd.DataFrame, *, like: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """``table``'s species scores in the row order of ``like``: the same recordings and species."""
-    source = "estimate_from table"
+    source = "the table to estimate the prevalence from (estimate_from, --estimate-from)"
     found = species_columns_of(table, source=source)
     if sorted(found) != sorted(columns):
         raise InputError(f"{source}: species columns {', '.join(found)} differ from the scores' ({', '.join(columns)})")

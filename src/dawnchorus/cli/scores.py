@@ -47,6 +47,7 @@ def postprocess_command(
     labels_per_recording: Optional[float] = typer.Option(None, "--labels-per-recording", help="Species per recording for --estimate count (default: the model's own expected count)."),
     gamma: float = typer.Option(0.5, "--gamma", help="Exponent of the power scaling, p * (prior/reference)**gamma."),
     cc_threshold: Optional[float] = typer.Option(None, "--cc-threshold", help="Score threshold of --estimate cc (default: the --run's out-of-fold choice in calibration.json, else 0.5)."),
+    estimate_from: Optional[Path] = typer.Option(None, "--estimate-from", help="Estimate on this CSV of the same recordings instead, e.g. the first model's scores for a pseudo-label student ('predict --postprocess' counts the first model's persistent windows by itself)."),
 ):
     """Rescale a submission to the test prevalences: from a prior table, or estimated from the scores."""
     from ..metrics import read_score_table
@@ -58,8 +59,9 @@ def postprocess_command(
         cc_threshold = threshold_from_run(run) if run is not None else CC_THRESHOLD
     elif not 0.0 < cc_threshold < 1.0:
         raise InputError(f"--cc-threshold must be between 0 and 1; got {cc_threshold}")
+    evidence = read_score_table(path=estimate_from, kind="submission") if estimate_from is not None else None
     options = {"method": method, "factor": factor, "estimate": estimate, "labels_per_recording": labels_per_recording,
-               "gamma": gamma, "cc_threshold": cc_threshold}
+               "gamma": gamma, "cc_threshold": cc_threshold, "estimate_from": evidence}
     result = postprocess_and_report(scores=scores, source=str(pred), out=out, prior_path=prior, run_dir=run, **options)
     write_submission(out, result)
     typer.echo(f"wrote {out} ({len(result)} recordings)")
