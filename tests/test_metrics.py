@@ -281,3 +281,20 @@ def test_youden_threshold_balances_misses_and_false_alarms():
     assert youden_threshold(y_true=y_true, y_score=y_score) == pytest.approx(0.3)
     with pytest.raises(InputError, match="both present and absent"):
         youden_threshold(y_true=np.zeros((2, 2)), y_score=y_score[:2])
+
+
+def test_bagged_youden_threshold_is_the_median_over_resampled_recordings():
+    rng = np.random.default_rng(1)
+    y_true = np.zeros((40, 3))
+    y_true[:8, 0], y_true[8:16, 1], y_true[16:22, 2] = 1, 1, 1
+    y_score = np.where(y_true == 1, rng.uniform(0.3, 0.9, y_true.shape), rng.uniform(0.0, 0.4, y_true.shape))
+    bagged = youden_threshold(y_true=y_true, y_score=y_score, bootstrap=51, seed=3)
+    assert bagged == youden_threshold(y_true=y_true, y_score=y_score, bootstrap=51, seed=3)  # reproducible
+    # the median of 51 resamples' own choices, each a plain Youden threshold on resampled rows
+    draws = np.random.default_rng(3)
+    chosen = [youden_threshold(y_true=y_true[rows], y_score=y_score[rows])
+              for rows in (draws.integers(0, 40, 40) for _ in range(51))]
+    assert bagged == pytest.approx(np.median(chosen)) and 0.3 <= bagged <= 0.4
+    # perfectly separated classes: any resample keeps J = 1 but chooses its own lowest present score
+    separated = np.where(y_true == 1, 0.6 + 0.01 * np.arange(40)[:, None] / 40, 0.1)
+    assert youden_threshold(y_true=y_true, y_score=separated, bootstrap=51) >= youden_threshold(y_true=y_true, y_score=separated)

@@ -146,16 +146,29 @@ def masked_auc(*, y_true: np.ndarray, y_score: np.ndarray) -> tuple[float, float
     return pooled, float(np.mean(per_class)) if per_class else float("nan")
 
 
-def youden_threshold(*, y_true: np.ndarray, y_score: np.ndarray) -> float:
+def youden_threshold(*, y_true: np.ndarray, y_score: np.ndarray, bootstrap: int = 0, seed: int = 0) -> float:
     """The score threshold that maximises Youden's J (true-positive rate minus false-positive
     rate) over all entries: the operating point where a detector's misses and false alarms
-    balance, which is where classify-and-count prevalence estimates are least biased."""
+    balance, which is where classify-and-count prevalence estimates are least biased.
+
+    With ``bootstrap`` > 0, the median of the thresholds chosen on that many resamples of the
+    rows (recordings), a bagged estimate: on a few dozen held-out recordings the maximum of J
+    jumps between gaps of the score distribution (benchmarks/RESULTS.md, issue 4).
+    """
     t, s = _check_arrays(y_true, y_score)
     if t.sum() == 0 or t.sum() == t.size:
         raise InputError("y_true needs both present and absent entries to choose a threshold")
-    fpr, tpr, thresholds = roc_curve(t.ravel(), s.ravel())
-    best = int(np.argmax(tpr - fpr))
-    return float(min(1.0, thresholds[best]))
+
+    def best(rows: np.ndarray) -> float:
+        fpr, tpr, thresholds = roc_curve(t[rows].ravel(), s[rows].ravel())
+        return float(min(1.0, thresholds[int(np.argmax(tpr - fpr))]))
+
+    if bootstrap <= 0:
+        return best(np.arange(len(t)))
+    rng = np.random.default_rng(seed)
+    resamples = (rng.integers(0, len(t), len(t)) for _ in range(bootstrap))
+    chosen = [best(rows) for rows in resamples if 0 < t[rows].sum() < t[rows].size]
+    return float(np.median(chosen)) if chosen else best(np.arange(len(t)))
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

@@ -141,12 +141,16 @@ def train(*, data_dir: str | Path, out_dir: str | Path, config: RunConfig, resum
     return out_dir
 
 
+CALIBRATION_RESAMPLES = 201  # bootstrap resamples of the held-out recordings behind each threshold
+
+
 def write_calibration(run_dir: Path, *, oof: pd.DataFrame, dataset: RfcxDataset, oof_windows: pd.DataFrame | None = None,
                       persistence_windows: int = 3) -> None:
     """``calibration.json``: thresholds for classify-and-count prior estimation, each where the
     out-of-fold recordings' TP species are best told from the rest (Youden's J).
 
-    ``cc_threshold`` applies to recording scores. ``persistence`` (with ``oof_windows``) applies
+    Each threshold is bagged (``metrics.youden_threshold`` with ``bootstrap``): held-out
+    recordings are few. ``cc_threshold`` applies to recording scores. ``persistence`` (with ``oof_windows``) applies
     to each recording's ``persistence_windows``-th best window score: a species counts as present
     where that many windows pass, which a lone false alarm does not (``scores.kth_best_window``).
     Species without a TP box in a held-out recording count as absent there: mostly right, and
@@ -157,7 +161,8 @@ def write_calibration(run_dir: Path, *, oof: pd.DataFrame, dataset: RfcxDataset,
 
     def youden(table: pd.DataFrame) -> tuple[float, np.ndarray]:
         y_true = np.array([[(r, c) in present for c in columns] for r in table["recording_id"].astype(str)], dtype=np.float64)
-        return youden_threshold(y_true=y_true, y_score=table[columns].to_numpy(dtype=np.float64)), y_true
+        scores = table[columns].to_numpy(dtype=np.float64)
+        return youden_threshold(y_true=y_true, y_score=scores, bootstrap=CALIBRATION_RESAMPLES), y_true
 
     try:
         threshold, y_true = youden(oof)
