@@ -7,17 +7,14 @@ import pytest
 from dawnchorus.errors import InputError
 from dawnchorus.metrics import lwlrap
 from dawnchorus.postprocess import (
-    estimate_prevalence_cc,
-    estimate_prevalence_count,
-    estimate_prevalence_em,
     linear_scale,
-    odds_scale,
     postprocess,
     power_scale,
     read_prior_table,
     reference_from_run,
     smooth_windows,
 )
+from dawnchorus.priors import estimate_prevalence_cc, estimate_prevalence_count, estimate_prevalence_em, odds_scale
 
 
 def calibrated_scores(prevalences, *, n=3000, separation=1.0, seed=0):
@@ -192,7 +189,7 @@ def test_smoothing_rejects_bad_lengths():
 
 
 def test_classify_and_count_threshold_comes_from_the_run(tmp_path):
-    from dawnchorus.postprocess import threshold_from_run
+    from dawnchorus.priors import threshold_from_run
 
     assert threshold_from_run(tmp_path) == 0.5  # a run without calibration.json
     (tmp_path / "calibration.json").write_text('{"cc_threshold": 0.25}')
@@ -210,7 +207,7 @@ def test_classify_and_count_threshold_comes_from_the_run(tmp_path):
 
 
 def test_prevalence_can_be_counted_on_another_table_of_the_same_recordings(tmp_path):
-    from dawnchorus.postprocess import persistence_from_run
+    from dawnchorus.priors import persistence_from_run
 
     scores = table(np.array([[0.9, 0.9], [0.8, 0.1], [0.7, 0.1], [0.6, 0.1]]))
     evidence = scores.iloc[::-1].copy()  # row order does not matter, recordings do

@@ -19,7 +19,7 @@ from dawnchorus.errors import InputError
 from dawnchorus.infer import predict, window_starts
 from dawnchorus.losses import loss_from_config, masked_bce
 from dawnchorus.models import geometric_mean_logit
-from dawnchorus.postprocess import persistence_from_run
+from dawnchorus.priors import persistence_from_run
 from dawnchorus.scores import aggregate_windows, kth_best_window
 from dawnchorus.synth import SynthConfig, generate_corpus
 from dawnchorus.train import FoldTrainer, train
@@ -183,7 +183,7 @@ def test_clip_frame_head_trains_each_branch_and_predicts_their_combination(corpu
 def test_training_writes_the_classify_and_count_threshold_of_its_held_out_recordings(tmp_path):
     from dawnchorus.data.annotations import Box
     from dawnchorus.data.species import SpeciesTable
-    from dawnchorus.postprocess import persistence_from_run, threshold_from_run
+    from dawnchorus.priors import threshold_from_run
     from dawnchorus.train import write_calibration
 
     dataset = SimpleNamespace(species=SpeciesTable.from_ids([0, 1]),

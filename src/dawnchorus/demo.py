@@ -21,7 +21,8 @@ from .config import RunConfig, load_config, load_preset, with_overrides
 from .data import load_dataset, rfcx_test_prevalence
 from .infer import detections_table, persistence_evidence, predict
 from .metrics import evaluate
-from .postprocess import postprocess, threshold_from_run
+from .postprocess import postprocess
+from .priors import threshold_from_run
 from .report import plot_detections
 from .submission import write_submission
 

@@ -24,7 +24,8 @@ from .data.audio import find_audio_files, load_audio, n_samples, window_starts
 from .data.species import SpeciesTable, read_species_csv, species_column
 from .errors import AudioError, InputError
 from .models import ClassLayout, Detector, build_model, resolve_device
-from .postprocess import persistence_from_run, species_columns_of
+from .postprocess import species_columns_of
+from .priors import persistence_from_run
 from .runs import resolve_round
 from .scores import aggregate_windows, average_window_tables, kth_best_window
 

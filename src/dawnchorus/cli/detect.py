@@ -150,7 +150,7 @@ def predict(
     if postprocess or prior is not None:
         # Reference 0.5, not the run's mean out-of-fold score: it measured better on every model tried
         # (benchmarks/RESULTS.md); 'dawnchorus postprocess --run RUN' uses the out-of-fold reference.
-        from ..postprocess import threshold_from_run
+        from ..priors import threshold_from_run
 
         options = {"cc_threshold": threshold_from_run(run[0])}
         if prior is None and not any(is_embedding_run(r) for r in run):

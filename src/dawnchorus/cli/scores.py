@@ -51,7 +51,7 @@ def postprocess_command(
 ):
     """Rescale a submission to the test prevalences: from a prior table, or estimated from the scores."""
     from ..metrics import read_score_table
-    from ..postprocess import CC_THRESHOLD, threshold_from_run
+    from ..priors import CC_THRESHOLD, threshold_from_run
     from ..submission import write_submission
 
     scores = read_score_table(path=pred, kind="submission")
