@@ -1,4 +1,4 @@
-"""Prior-aware post-processing: scalings, prior estimation, the top-level call, smoothing."""
+"""Prior-aware post-processing (postprocess) and test-prevalence estimation (priors): scalings, estimators, the top-level call, smoothing."""
 
 import numpy as np
 import pandas as pd
