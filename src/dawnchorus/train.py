@@ -169,7 +169,7 @@ def write_calibration(run_dir: Path, *, oof: pd.DataFrame, dataset: RfcxDataset,
     except InputError:
         return  # no held-out TP box (or nothing else): no threshold to learn; estimation uses 0.5
     calibration = {"cc_threshold": threshold,
-                   "rule": "Youden's J on out-of-fold recordings (TP boxes present, other species absent)",
+                   "rule": "Youden's J on out-of-fold recordings (TP boxes present, other species absent), median over resamples",
                    "recordings": int(len(oof)), "present": int(y_true.sum())}
     if oof_windows is not None:
         kth = kth_best_window(oof_windows, species_columns=columns, k=persistence_windows)
