@@ -339,7 +339,7 @@ def persistence_evidence(*, run_dirs: Sequence[str | Path], audio_dir: str | Pat
     """What classify and count should count on to estimate the test prevalence for these runs:
     each recording's k-th best window score of round 0 (the first model, not a pseudo-label
     student) at the run's own window settings, with the k and threshold its out-of-fold
-    recordings chose (``postprocess.persistence_from_run``). Returns ``(table, k, threshold)``
+    recordings chose (``priors.persistence_from_run``). Returns ``(table, k, threshold)``
     for ``postprocess(estimate_from=table, cc_threshold=threshold)``, or None when the first
     run has no such rule (trained before it existed).
 

@@ -150,9 +150,10 @@ def write_calibration(run_dir: Path, *, oof: pd.DataFrame, dataset: RfcxDataset,
     out-of-fold recordings' TP species are best told from the rest (Youden's J).
 
     Each threshold is bagged (``metrics.youden_threshold`` with ``bootstrap``): held-out
-    recordings are few. ``cc_threshold`` applies to recording scores. ``persistence`` (with ``oof_windows``) applies
-    to each recording's ``persistence_windows``-th best window score: a species counts as present
-    where that many windows pass, which a lone false alarm does not (``scores.kth_best_window``).
+    recordings are few. ``cc_threshold`` applies to recording scores; ``persistence`` (given
+    ``oof_windows``) to each recording's ``persistence_windows``-th best window score: a species
+    counts as present where that many windows pass, which a lone false alarm does not
+    (``scores.kth_best_window``).
     Species without a TP box in a held-out recording count as absent there: mostly right, and
     the only recording-level negatives partial labels give (benchmarks/RESULTS.md, issue 4).
     """
