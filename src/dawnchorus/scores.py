@@ -52,8 +52,8 @@ def _from_ranked_windows(windows: pd.DataFrame, species_columns: list[str], redu
 def kth_best_window(windows: pd.DataFrame, *, species_columns: list[str], k: int) -> pd.DataFrame:
     """Per recording and species, the k-th highest window score: how loud the evidence is in at
     least k windows. A species passes a threshold here only if k windows pass it, which a lone
-    false alarm does not; prior estimation counts on it (``infer.persistence_evidence``). Recordings with fewer
-    than k windows give their lowest window."""
+    false alarm does not; prior estimation counts on it (``infer.persistence_evidence``).
+    Recordings with fewer than k windows give their lowest window."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InputError(f"k must be a whole number of windows >= 1, not {k!r}")
     return _from_ranked_windows(windows, species_columns, lambda ranked: ranked[min(k, len(ranked)) - 1])
