@@ -17,11 +17,16 @@ WINDOW_KEYS = ("recording_id", "t_start_s", "t_end_s")
 AGGREGATIONS = ("max", "topk_mean")
 
 
+def _check_window_count(value, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name} must be a whole number of windows >= 1, not {value!r}")
+
+
 def check_aggregation(method: str, top_k: int) -> None:
     if method not in AGGREGATIONS:
         raise InputError(f"aggregation '{method}' is unknown; use {' or '.join(AGGREGATIONS)}")
-    if method == "topk_mean" and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
-        raise InputError(f"top_k must be a whole number of windows >= 1, not {top_k!r}")
+    if method == "topk_mean":
+        _check_window_count(top_k, "top_k")
 
 
 def aggregate_windows(windows: pd.DataFrame, *, species_columns: list[str], method: str = "max", top_k: int = 3) -> pd.DataFrame:
@@ -54,8 +59,7 @@ def kth_best_window(windows: pd.DataFrame, *, species_columns: list[str], k: int
     least k windows. A species passes a threshold here only if k windows pass it, which a lone
     false alarm does not; prior estimation counts on it (``infer.persistence_evidence``).
     Recordings with fewer than k windows give their lowest window."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InputError(f"k must be a whole number of windows >= 1, not {k!r}")
+    _check_window_count(k, "k")
     return _from_ranked_windows(windows, species_columns, lambda ranked: ranked[min(k, len(ranked)) - 1])
 
 
