@@ -14,7 +14,10 @@
 # training still running after that many seconds (a stopped run keeps its latest best epoch,
 # and its log says so; predictions still run, so leave them time: the end of four runs sharing
 # an H100, out-of-fold scores and 200 test recordings each, took over a minute);
-# THROUGHPUT=1 ends with the training-throughput benchmark of both presets.
+# THROUGHPUT=1 ends with the training-throughput benchmark of both presets; KEEP_RUNS=1 packs each
+# trained run (config, calibration, out-of-fold tables, final weights) into $OUT/run_<name>.tgz
+# before predicting, so that it can be predicted and post-processed elsewhere;
+# PREDICT_TIMEOUT_S bounds each prediction.
 set -u
 OUT=${OUT:-bench_out}
 PY=${PY:-python3}
@@ -61,6 +64,9 @@ run_variant() {  # "name|overrides"; a name ending in +pl adds a pseudo-label ro
     cp "$(ls "$fold"/epoch_*.safetensors | tail -1)" "$fold/model.safetensors"  # stopped by the watchdog
     log "$name: stopped before its last epoch; predicting with $(ls "$fold"/epoch_*.safetensors | tail -1 | xargs basename)"
   fi
+  if [ "${KEEP_RUNS:-0}" = 1 ]; then
+    tar czf "$OUT/run_$name.tgz" -C "$WORK/runs" --exclude 'epoch_*' --exclude pseudo "$name" && log "$name: run packed"
+  fi
   predict "$name" --round 0
   if [ $pl = 1 ]; then
     $DC pseudo --run "$WORK/runs/$name" --data "$DATA" --rounds 1 --audio "$DATA/test" > "$OUT/$name.pl.log" 2>&1
@@ -69,7 +75,7 @@ run_variant() {  # "name|overrides"; a name ending in +pl adds a pseudo-label ro
 }
 predict() {  # run name, --round N
   local out="$OUT/$1.round$3"
-  $DC predict --run "$WORK/runs/$1" --audio "$DATA/test" --out "$out.csv" --detections "$out.parquet" --device $DEVICE "$2" "$3" \
+  timeout "${PREDICT_TIMEOUT_S:-600}" $DC predict --run "$WORK/runs/$1" --audio "$DATA/test" --out "$out.csv" --detections "$out.parquet" --device $DEVICE "$2" "$3" \
     > "$out.predict.log" 2>&1
   cp "$WORK/runs/$1/history.csv" "$OUT/$1.history.csv" 2>/dev/null
   log "$1 round $3: $($DC evaluate --truth $DATA/truth/test_labels.csv --pred $out.csv 2>&1 | sed -n 2p)"
@@ -84,5 +90,5 @@ if [ "${THROUGHPUT:-0}" = 1 ]; then
     log "throughput $preset: $($PY benchmarks/train_throughput.py --preset $preset --device $DEVICE --steps 20 2>&1 | tail -1)"
   done
 fi
-tar czf "$OUT/results.tgz" -C "$OUT" --exclude results.tgz . 2>/dev/null
+tar czf "$OUT/results.tgz" -C "$OUT" --exclude results.tgz --exclude 'run_*.tgz' . 2>/dev/null
 log "end"
