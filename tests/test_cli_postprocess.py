@@ -141,6 +141,7 @@ def test_estimated_priors_use_the_runs_classify_and_count_threshold(fake_predict
 
 def test_estimated_priors_count_persistent_evidence_of_the_first_model(monkeypatch, tmp_path):
     from dawnchorus import infer
+    from dawnchorus.config import load_preset, save_config
     from dawnchorus.data.species import SpeciesTable
 
     # s0: one loud window in a (a lone false alarm), two in b; s1: two windows over 0.5 in both
@@ -157,6 +158,7 @@ def test_estimated_priors_count_persistent_evidence_of_the_first_model(monkeypat
     run = tmp_path / "run"
     (run / "fold0").mkdir(parents=True)
     (run / "fold0" / "model.safetensors").write_text("")
+    save_config(load_preset("cpu-small"), run / "config.yaml")
     (run / "calibration.json").write_text('{"cc_threshold": 0.5, "persistence": {"windows": 2, "threshold": 0.5}}')
     out = tmp_path / "est.csv"
     result = invoke("predict", "--run", run, "--audio", tmp_path, "--out", out, "--postprocess")

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from dawnchorus.cli import app
 from dawnchorus.config import load_config, load_preset, with_overrides
 from dawnchorus.errors import InputError
-from dawnchorus.infer import predict, window_starts
+from dawnchorus.infer import persistence_evidence, predict, window_starts
 from dawnchorus.losses import loss_from_config, masked_bce
 from dawnchorus.models import geometric_mean_logit
 from dawnchorus.priors import persistence_from_run
@@ -157,6 +157,14 @@ def test_frame_model_learns_from_box_frames_and_predicts_on_a_time_grid(corpus, 
     richer = predict(run_dirs=[run], audio_dir=corpus / "test", device="cpu", extra_window_s=[1.0], tta_shifts=2)
     assert richer.windows[["recording_id", "t_start_s"]].equals(windows[["recording_id", "t_start_s"]])
     assert not np.allclose(richer.windows[columns].to_numpy(), windows[columns].to_numpy())
+
+    # Prior estimation counts the k best windows, as its out-of-fold threshold was chosen, not the k best frames.
+    rows = predict(run_dirs=[run], audio_dir=corpus / "test", device="cpu", window_rows=True).windows
+    assert len(rows) == 3 * 3 and np.allclose(rows.t_end_s - rows.t_start_s, 1.5)
+    table, k, _ = persistence_evidence(run_dirs=[run], audio_dir=corpus / "test", windows=windows, device="cpu")
+    pd.testing.assert_frame_equal(table, kth_best_window(rows, species_columns=columns, k=k))
+    with pytest.raises(InputError, match="window rows have no frame grid"):
+        predict(run_dirs=[run], audio_dir=corpus / "test", device="cpu", window_rows=True, tta_shifts=2)
 
     with pytest.raises(InputError, match="needs a head with a frame output"):
         train(data_dir=corpus, out_dir=tmp_path / "clip", config=fast_config("model.head=clip", "loss.frame_weight=1.0"))

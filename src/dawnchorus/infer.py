@@ -303,15 +303,20 @@ def predict(*, run_dirs: Sequence[str | Path], audio_dir: str | Path, window_s: 
             hop_s: float | None = None, batch_size: int | None = None, aggregate: str | None = None,
             frame_step_s: float | None = None, extra_window_s: Sequence[float] | None = None,
             tta_shifts: int | None = None, pseudo_round: int | None = None, device: str = "auto",
-            class_window_s: dict[str, float] | None = None, progress: bool = False) -> Prediction:
+            class_window_s: dict[str, float] | None = None, window_rows: bool = False,
+            progress: bool = False) -> Prediction:
     """Predict every recording under ``audio_dir`` with one or more runs (all folds averaged).
 
     Options left as None take the first run's ``infer`` settings; ``pseudo_round`` picks a
     pseudo-label round of a run trained with them (default: its last finished round).
     ``class_window_s`` gives some species columns their own window length (``multiscale``).
+    ``window_rows`` keeps one row per window, as training keeps out-of-fold scores, instead
+    of the run's frame grid, extra window lengths and TTA shifts.
     """
     if not run_dirs:
         raise InputError("give at least one run directory")
+    if window_rows and (frame_step_s or extra_window_s or tta_shifts or class_window_s):
+        raise InputError("window rows have no frame grid: drop frame_step_s, extra_window_s, tta_shifts and class_window_s")
     torch_device = resolve_device(device)
     audio_paths = find_audio_files(audio_dir)
     if not audio_paths:
@@ -326,6 +331,8 @@ def predict(*, run_dirs: Sequence[str | Path], audio_dir: str | Path, window_s: 
     grid = dict(frame_step_s=frame_step_s if frame_step_s is not None else infer.frame_step_s,
                 extra_window_s=tuple(extra_window_s if extra_window_s is not None else infer.extra_window_s),
                 tta_shifts=tta_shifts or infer.tta_shifts, class_window_s=class_window_s)
+    if window_rows:
+        grid = dict(frame_step_s=None, extra_window_s=(), tta_shifts=1, class_window_s=None)
     tables = [predict_windows(run=run, audio_paths=audio_paths, window_s=window_s, hop_s=hop_s,
                               batch_size=batch_size or infer.batch_size, device=torch_device, progress=progress, **grid)
               for run in runs]
@@ -346,12 +353,18 @@ def persistence_evidence(*, run_dirs: Sequence[str | Path], audio_dir: str | Pat
     Pass ``windows`` when round 0 at the run's settings has already scored ``audio_dir``;
     otherwise it is predicted here. Round 0 because students trained on the teacher's soft
     labels score away from their own out-of-fold threshold (benchmarks/RESULTS.md, issue 4).
+    Counted on window rows, as the threshold was chosen: a run that predicts on a frame grid
+    (``infer.frame_step_s``, extra windows, TTA) has ``windows`` ignored and window rows
+    predicted here, since its k best 0.5 s frames are not its k best windows.
     """
     rule = persistence_from_run(run_dirs[0])
     if rule is None:
         return None
     k, threshold = rule
-    if windows is None:
-        windows = predict(run_dirs=run_dirs, audio_dir=audio_dir, pseudo_round=0, device=device, progress=progress).windows
+    infer = load_config(resolve_round(run_dirs[0], 0) / "config.yaml").infer
+    on_grid = infer.frame_step_s is not None or bool(infer.extra_window_s) or infer.tta_shifts > 1
+    if windows is None or on_grid:
+        windows = predict(run_dirs=run_dirs, audio_dir=audio_dir, pseudo_round=0, window_rows=True, device=device,
+                          progress=progress).windows
     columns = species_columns_of(windows, source="window scores")
     return kth_best_window(windows, species_columns=columns, k=k), k, threshold
