@@ -328,11 +328,12 @@ def predict(*, run_dirs: Sequence[str | Path], audio_dir: str | Path, window_s: 
             raise InputError(f"{run.run_dir}: its species differ from {runs[0].run_dir}'s; ensemble runs trained on the same species")
     infer = runs[0].config.infer
     window_s, hop_s = window_s or infer.window_s, hop_s or infer.hop_s
-    grid = dict(frame_step_s=frame_step_s if frame_step_s is not None else infer.frame_step_s,
-                extra_window_s=tuple(extra_window_s if extra_window_s is not None else infer.extra_window_s),
-                tta_shifts=tta_shifts or infer.tta_shifts, class_window_s=class_window_s)
     if window_rows:
         grid = dict(frame_step_s=None, extra_window_s=(), tta_shifts=1, class_window_s=None)
+    else:
+        grid = dict(frame_step_s=frame_step_s if frame_step_s is not None else infer.frame_step_s,
+                    extra_window_s=tuple(extra_window_s if extra_window_s is not None else infer.extra_window_s),
+                    tta_shifts=tta_shifts or infer.tta_shifts, class_window_s=class_window_s)
     tables = [predict_windows(run=run, audio_paths=audio_paths, window_s=window_s, hop_s=hop_s,
                               batch_size=batch_size or infer.batch_size, device=torch_device, progress=progress, **grid)
               for run in runs]
