@@ -155,7 +155,7 @@ def demo(
     n_test: int = typer.Option(50, "--n-test", help="Test recordings in the demo corpus."),
     seed: int = typer.Option(1, "--seed", help="Corpus seed."),
     preset: str = typer.Option("cpu-small", "--preset", help="Training preset."),
-    overrides: List[str] = typer.Option([], "--set", help="Override a config field: section.key=value (repeatable)."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a config field: section.key=value (repeatable; the demo trains train.epochs=5 unless told otherwise)."),
 ):
     """Run the whole job on built-in example data: synthesise, train, predict, evaluate, report."""
     from ..demo import run_demo
