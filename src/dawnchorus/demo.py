@@ -1,10 +1,10 @@
 """``dawnchorus demo``: the whole job on built-in example data, one command, no arguments.
 
 It synthesises a corpus (once; reused by later runs), trains the ``cpu-small`` preset (at
-half its epochs, ``DEMO_OVERRIDES``), predicts the test split, rescales the scores to the test prevalence (the host paper's table
-for the RFCx species, and an estimate that needs no table), scores everything against the
-corpus truth, and writes ``report.md`` with LWLRAP, a per-species AP table and a PNG of one
-test recording with its detections.
+half its epochs, ``DEMO_OVERRIDES``), predicts the test split, rescales the scores to the test
+prevalence (the host paper's table for the RFCx species, and an estimate that needs no table),
+scores everything against the corpus truth, and writes ``report.md`` with LWLRAP, a per-species
+AP table and a PNG of one test recording with its detections.
 """
 
 from __future__ import annotations
