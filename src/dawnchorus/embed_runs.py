@@ -29,7 +29,7 @@ from .data.species import SpeciesTable, read_species_csv, write_species_csv
 from .embed_heads import fit_head, head_probabilities, pseudo_targets, score_windows, window_labels, with_pseudo_labels
 from .embeddings import Embedder, EmbeddingCache, RecordingEmbeddings, embed_recordings, resolve_embedder
 from .errors import InputError
-from .runs import resolve_round
+from .runs import file_digest, resolve_round
 from .scores import aggregate_windows
 
 HEAD_FILE = "head.safetensors"
@@ -96,7 +96,7 @@ def train_embedding_head(*, data_dir: str | Path, out_dir: str | Path, cache_dir
     if config.pseudo_rounds and config.pseudo_audio_dir:
         extra = find_audio_files(config.pseudo_audio_dir)
         if not extra:
-            raise InputError(f"{config.pseudo_audio_dir}: no FLAC/WAV recordings found to pseudo-label")
+            raise InputError(f"{config.pseudo_audio_dir}: no audio recordings (FLAC, WAV, MP3, OGG) found to pseudo-label")
         clash = sorted(set(extra) & set(embeddings))
         if clash:
             raise InputError(f"{config.pseudo_audio_dir}: recording id(s) {', '.join(clash[:5])} also in the training "
@@ -225,9 +225,9 @@ def predict_embeddings(*, run_dir: str | Path, audio_dir: str | Path, cache_dir:
                        progress: bool = False) -> EmbeddingPrediction:
     """Score every recording under ``audio_dir`` with a trained run (fold heads averaged); embeddings cached."""
     config, species, heads = load_embedding_run(run_dir, pseudo_round=pseudo_round)
-    paths = find_audio_files(audio_dir)
+    paths = find_audio_files(audio_dir, ids="path")
     if not paths:
-        raise InputError(f"{audio_dir}: no FLAC/WAV recordings found")
+        raise InputError(f"{audio_dir}: no audio recordings (FLAC, WAV, MP3, OGG) found")
     embedder = resolve_embedder(embedder, threads=threads)
     if embedder.name != config.model:
         raise InputError(f"{run_dir}: trained on '{config.model}' embeddings, but the embedder is '{embedder.name}'; "
@@ -238,3 +238,28 @@ def predict_embeddings(*, run_dir: str | Path, audio_dir: str | Path, cache_dir:
     submission = aggregate_windows(windows, species_columns=species.columns, method=aggregate or config.aggregate,
                                    top_k=top_k or config.top_k)
     return EmbeddingPrediction(submission=submission, windows=windows, species=species)
+
+
+class HeadScorer:
+    """A trained embedding-head run as a window scorer (``batch.scoring.WindowScorer``): each
+    window embedded, then the mean of the fold heads' probabilities, one column per species."""
+
+    def __init__(self, *, run_dir: str | Path, embedder: Embedder, pseudo_round: int | None = None):
+        from .embeddings import EmbedderScorer
+
+        config, self.species, self.heads = load_embedding_run(run_dir, pseudo_round=pseudo_round)
+        if embedder.name != config.model:
+            raise InputError(f"{run_dir}: trained on '{config.model}' embeddings, but the embedder is '{embedder.name}'; "
+                             "predict with the same model")
+        self.run_dir, self.round_dir = Path(run_dir), resolve_round(run_dir, pseudo_round, weights=HEAD_FILE)
+        self.embedder = EmbedderScorer(embedder, hop_s=config.hop_s)
+        self.sample_rate_hz, self.window_s, self.hop_s = embedder.sample_rate_hz, embedder.window_s, config.hop_s
+        self.batch_size, self.columns = embedder.batch_size, self.species.columns
+
+    def score(self, windows: np.ndarray) -> np.ndarray:
+        vectors = self.embedder.score(windows)
+        return np.mean([head_probabilities(h, vectors) for h in self.heads], axis=0).astype(np.float32)
+
+    def fingerprint(self) -> dict:
+        heads = {str(p): file_digest(p) for p in sorted(self.round_dir.glob(f"fold*/{HEAD_FILE}"))}
+        return {"detector": "embedding-head", "heads": heads, **self.embedder.fingerprint()}

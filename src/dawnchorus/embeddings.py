@@ -279,10 +279,28 @@ class EmbedSummary:
 def embed_directory(*, audio_dir: str | Path, cache_dir: str | Path, embedder: Embedder | None = None, hop_s: float = 1.5,
                     threads: int = 1, progress: bool = False) -> EmbedSummary:
     """Precompute the embedding archive of every recording under ``audio_dir``; resumable."""
-    paths = find_audio_files(audio_dir)
+    paths = find_audio_files(audio_dir, ids="path")
     if not paths:
-        raise InputError(f"{audio_dir}: no FLAC/WAV recordings found")
+        raise InputError(f"{audio_dir}: no audio recordings (FLAC, WAV, MP3, OGG) found")
     cache = EmbeddingCache(cache_dir, embedder=resolve_embedder(embedder, threads=threads), hop_s=hop_s)
     found = embed_recordings(paths, cache=cache, progress=progress)
     return EmbedSummary(recordings=len(paths), computed=cache.computed, cached=len(found) - cache.computed,
                         skipped=len(paths) - len(found), windows=sum(len(e.t_start_s) for e in found.values()))
+
+
+class EmbedderScorer:
+    """An embedder as a window scorer (``batch.scoring.WindowScorer``): one vector per window."""
+
+    columns = None
+
+    def __init__(self, embedder: Embedder, *, hop_s: float):
+        if not hop_s > 0:
+            raise InputError(f"hop must be a positive number of seconds, not {hop_s}")
+        self.embedder, self.hop_s = embedder, float(hop_s)
+        self.sample_rate_hz, self.window_s, self.batch_size = embedder.sample_rate_hz, embedder.window_s, embedder.batch_size
+
+    def score(self, windows: np.ndarray) -> np.ndarray:
+        return self.embedder.embed(windows)
+
+    def fingerprint(self) -> dict:
+        return {"detector": "embedding", "model": self.embedder.name, "sample_rate_hz": self.sample_rate_hz}

@@ -26,7 +26,7 @@ from .errors import AudioError, InputError
 from .models import ClassLayout, Detector, build_model, resolve_device
 from .postprocess import species_columns_of
 from .priors import persistence_from_run
-from .runs import resolve_round
+from .runs import file_digest, resolve_round
 from .scores import aggregate_windows, average_window_tables, kth_best_window
 
 try:
@@ -318,9 +318,9 @@ def predict(*, run_dirs: Sequence[str | Path], audio_dir: str | Path, window_s: 
     if window_rows and (frame_step_s or extra_window_s or tta_shifts or class_window_s):
         raise InputError("window rows have no frame grid: drop frame_step_s, extra_window_s, tta_shifts and class_window_s")
     torch_device = resolve_device(device)
-    audio_paths = find_audio_files(audio_dir)
+    audio_paths = find_audio_files(audio_dir, ids="path")
     if not audio_paths:
-        raise InputError(f"{audio_dir}: no FLAC/WAV recordings found")
+        raise InputError(f"{audio_dir}: no audio recordings (FLAC, WAV, MP3, OGG) found")
     runs = [load_run(r, device=torch_device, pseudo_round=pseudo_round) for r in run_dirs]
     species = runs[0].species
     for run in runs[1:]:
@@ -369,3 +369,39 @@ def persistence_evidence(*, run_dirs: Sequence[str | Path], audio_dir: str | Pat
                           progress=progress).windows
     columns = species_columns_of(windows, source="window scores")
     return kth_best_window(windows, species_columns=columns, k=k), k, threshold
+
+
+class CnnScorer:
+    """Trained CNN runs as a window scorer (``batch.scoring.WindowScorer``): each window's clip
+    probabilities, the mean over every fold of every run, one column per species."""
+
+    def __init__(self, *, runs: Sequence[LoadedRun], window_s: float | None = None, hop_s: float | None = None,
+                 batch_size: int | None = None, device: torch.device):
+        if not runs:
+            raise InputError("give at least one run directory")
+        infer = runs[0].config.infer
+        self.runs, self.device = list(runs), device
+        self.sample_rate_hz = runs[0].config.features.sample_rate_hz
+        for run in self.runs[1:]:
+            if run.species.species_ids != runs[0].species.species_ids:
+                raise InputError(f"{run.run_dir}: its species differ from {runs[0].run_dir}'s; ensemble runs trained on the same species")
+            if run.config.features.sample_rate_hz != self.sample_rate_hz:
+                raise InputError(f"{run.run_dir}: works at {run.config.features.sample_rate_hz} Hz, {runs[0].run_dir} at "
+                                 f"{self.sample_rate_hz} Hz; archive jobs score runs of one sample rate together")
+        self.window_s, self.hop_s = float(window_s or infer.window_s), float(hop_s or infer.hop_s)
+        self.batch_size = int(batch_size or infer.batch_size)
+        self.species = runs[0].species
+        self.columns = runs[0].species.columns
+
+    @torch.no_grad()
+    def score(self, windows: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
+        total = None
+        for run in self.runs:
+            clip, _ = _model_scores(run, batch, fold_classes=True)
+            total = clip if total is None else total + clip
+        return (total / len(self.runs)).cpu().numpy().astype(np.float32)
+
+    def fingerprint(self) -> dict:
+        weights = {str(p): file_digest(p) for run in self.runs for p in sorted(Path(run.run_dir).glob("fold*/model.safetensors"))}
+        return {"detector": "cnn", "sample_rate_hz": self.sample_rate_hz, "weights": weights}

@@ -83,7 +83,7 @@ def train_pseudo_rounds(*, run_dir: str | Path, data_dir: str | Path, rounds: in
     extra_dir = audio_dir if audio_dir is not None else pseudo.audio_dir
     extra_paths = find_audio_files(extra_dir) if extra_dir else {}
     if extra_dir and not extra_paths:
-        raise InputError(f"{extra_dir}: no FLAC/WAV recordings to pseudo-label")
+        raise InputError(f"{extra_dir}: no audio recordings (FLAC, WAV, MP3, OGG) to pseudo-label")
     clash = sorted(set(extra_paths) & set(audio_paths))
     if clash:
         raise InputError(f"{extra_dir}: recordings {', '.join(clash[:5])} are also training recordings; give a separate directory")

@@ -26,3 +26,15 @@ def resolve_round(run_dir: str | Path, pseudo_round: int | None = None, *, weigh
         return rounds[pseudo_round]
     finished = [r for r in rounds if any(r.glob(f"fold*/{weights}"))]
     return finished[-1] if finished else Path(run_dir)
+
+
+def file_digest(path: str | Path) -> str:
+    """Content digest of a weights file: resumed archive jobs must use the very same model."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+

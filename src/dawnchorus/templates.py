@@ -169,17 +169,23 @@ def pick_peaks(scores: np.ndarray, *, threshold: float, min_distance: int, top_n
     return order[:top_n] if top_n is not None else order
 
 
-def template_patches(templates: Iterable[Template], *, audio_dir: str | Path) -> list[TemplatePatch]:
-    """Cut every template's patch out of its recording under ``audio_dir``; all problems raise together."""
+def template_patches(templates: Iterable[Template], *, audio_dir: str | Path,
+                     sample_rate_hz: int | None = None) -> list[TemplatePatch]:
+    """Cut every template's patch out of its recording under ``audio_dir``; all problems raise together.
+
+    A template names its recording by file stem or, in an archive of site folders, by its
+    path id (``siteA/20240401/20240401_060000``). Patches are cut at each recording's own rate,
+    or all at ``sample_rate_hz`` (archive jobs decode at one rate).
+    """
     templates = list(templates)
     audio_dir = Path(audio_dir)
-    files = find_audio_files(audio_dir) if templates else {}
+    files = _recordings_by_id(audio_dir) if templates else {}
     recordings: dict[str, tuple[int, float, np.ndarray]] = {}
     patches, problems = [], []
     for template in templates:
         try:
             if template.recording_id not in recordings:
-                recordings[template.recording_id] = _template_recording(template, files, audio_dir)
+                recordings[template.recording_id] = _template_recording(template, files, audio_dir, sample_rate_hz)
             patches.append(_cut_patch(template, *recordings[template.recording_id]))
         except InputError as exc:
             problems.append(f"{template.where}: {exc}")
@@ -188,13 +194,23 @@ def template_patches(templates: Iterable[Template], *, audio_dir: str | Path) ->
     return patches
 
 
-def _template_recording(template: Template, files: dict[str, Path], audio_dir: Path) -> tuple[int, float, np.ndarray]:
+def _recordings_by_id(audio_dir: Path) -> dict[str, Path]:
+    by_path = find_audio_files(audio_dir, ids="path")
+    stems: dict[str, list[Path]] = {}
+    for path in by_path.values():
+        stems.setdefault(path.stem, []).append(path)
+    return {**{stem: paths[0] for stem, paths in stems.items() if len(paths) == 1}, **by_path}
+
+
+def _template_recording(template: Template, files: dict[str, Path], audio_dir: Path,
+                        sample_rate_hz: int | None = None) -> tuple[int, float, np.ndarray]:
     path = files.get(template.recording_id)
     if path is None:
-        raise InputError(f"recording '{template.recording_id}' has no FLAC/WAV file under {audio_dir}; "
+        raise InputError(f"recording '{template.recording_id}' has no audio file under {audio_dir}; "
                          "check the recording_id or pass the right --template-audio")
     info = probe_audio(path)
-    return info.sample_rate_hz, info.duration_s, flatten(log_spectrogram(load_audio(path, sample_rate_hz=info.sample_rate_hz)))
+    rate = sample_rate_hz or info.sample_rate_hz
+    return rate, info.duration_s, flatten(log_spectrogram(load_audio(path, sample_rate_hz=rate)))
 
 
 def _cut_patch(template: Template, sample_rate_hz: int, duration_s: float, spectrogram: np.ndarray) -> TemplatePatch:
@@ -253,7 +269,7 @@ def match_directory(*, templates: Sequence[Template] | str | Path, audio_dir: st
     if isinstance(templates, (str, Path)):
         templates = read_templates(templates)
     patches = template_patches(templates, audio_dir=template_audio_dir if template_audio_dir is not None else audio_dir)
-    files = find_audio_files(audio_dir)
+    files = find_audio_files(audio_dir, ids="path")
     if recording_ids is not None:
         unknown = [r for r in recording_ids if r not in files]
         if unknown:
@@ -309,3 +325,62 @@ def _run_jobs(items, patches, threshold, top_n, workers):
         finally:
             for future in futures:
                 future.cancel()
+
+
+class TemplateScorer:
+    """Template matching as a chunk scorer for the batch engine (``batch.scoring.ChunkScorer``).
+
+    Every chunk is flattened and matched on its own; a chunk carries one template length of
+    audio beyond its span, so a call across an edge is found whole, and peaks closer than
+    half a template are merged across chunk edges in ``finish``. Files up to one chunk long
+    give exactly ``match_recording``'s candidates.
+    """
+
+    def __init__(self, *, patches: Sequence[TemplatePatch], threshold: float = DEFAULT_THRESHOLD, top_n: int | None = None):
+        rates = sorted({p.sample_rate_hz for p in patches})
+        if len(rates) != 1:
+            raise InputError(f"templates cut at several sample rates ({rates}); cut them at one (template_patches(sample_rate_hz=...))")
+        if top_n is not None and top_n < 1:
+            raise InputError(f"--top-n must be at least 1, got {top_n}")
+        self.patches, self.threshold, self.top_n = list(patches), float(threshold), top_n
+        self.sample_rate_hz = rates[0]
+        self.step_s = HOP_SAMPLES / self.sample_rate_hz
+        self.overlap_s = max(p.template.duration_s for p in self.patches) + 2 * self.step_s
+
+    def fingerprint(self) -> dict:
+        import hashlib
+
+        digest = hashlib.sha1(b"".join(p.patch.astype(np.float64).tobytes() for p in self.patches)).hexdigest()[:16]
+        return {"detector": "template", "templates": [p.template.name for p in self.patches], "patches": digest,
+                "sample_rate_hz": self.sample_rate_hz, "threshold": self.threshold, "top_n": self.top_n}
+
+    def score_chunk(self, samples: np.ndarray, *, offset: int, own_until: int, n_total: int) -> pd.DataFrame:
+        spectrogram = flatten(log_spectrogram(samples))
+        rows = []
+        for patch in self.patches:
+            scores = normalized_cross_correlation(spectrogram[patch.row_start:patch.row_stop], patch.patch)
+            template = patch.template
+            for frame in pick_peaks(scores, threshold=self.threshold, min_distance=math.ceil(patch.n_frames / 2)):
+                start = offset + int(frame) * HOP_SAMPLES
+                if not offset <= start < own_until:
+                    continue  # the next chunk owns it
+                t_min_s = max(0.0, start / self.sample_rate_hz - patch.lag_s)
+                rows.append((template.species_id, template.songtype_id, t_min_s, template.f_min_hz,
+                             t_min_s + template.duration_s, template.f_max_hz, float(scores[frame]), template.name))
+        return pd.DataFrame(rows, columns=list(CANDIDATE_COLUMNS[1:]))
+
+    def finish(self, rows: pd.DataFrame) -> pd.DataFrame:
+        if rows.empty:
+            return pd.DataFrame(columns=list(CANDIDATE_COLUMNS[1:]))
+        kept = []
+        for patch in self.patches:
+            mine = rows[rows["template_id"] == patch.template.name].sort_values("score", ascending=False, kind="stable")
+            min_gap_s = math.ceil(patch.n_frames / 2) * HOP_SAMPLES / self.sample_rate_hz
+            chosen: list[float] = []
+            for index, t_min_s in zip(mine.index, mine["t_min"]):
+                if all(abs(t_min_s - t) >= min_gap_s for t in chosen):
+                    chosen.append(t_min_s)
+                    kept.append(index)
+                    if self.top_n is not None and len(chosen) == self.top_n:
+                        break
+        return rows.loc[kept].sort_values("score", ascending=False, kind="stable")

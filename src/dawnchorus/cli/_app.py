@@ -38,3 +38,21 @@ def friendly_errors(command):
 
 def main() -> None:
     app()
+
+# Options every archive job (predict / embed / match into a job folder) shares.
+CHANNEL_OPTION = typer.Option(None, "--channel", help="Archive jobs: score this channel (0 = first) instead of the mix of all channels.")
+WORKERS_OPTION = typer.Option(1, "--workers", help="Archive jobs: decoding processes (1: a thread decodes ahead of the model).")
+CHUNK_OPTION = typer.Option(120.0, "--chunk-s", help="Archive jobs: seconds of audio read at a time (memory does not grow with file length).")
+RETRY_OPTION = typer.Option(False, "--retry-failed", help="Archive jobs: try the files that failed before again.")
+FORCE_OPTION = typer.Option(False, "--force", help="Archive jobs: discard results made with other settings in the job folder.")
+FAILED_EXIT_CODE = 3
+
+
+def report_job(summary) -> None:
+    """Print an archive job's summary; files that failed make the exit status non-zero."""
+    typer.echo(str(summary))
+    for path in summary.outputs:
+        typer.echo(f"wrote {path}")
+    if summary.failed:
+        typer.secho(f"{summary.failed} file(s) failed: see {summary.out_dir / 'failed.csv'}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=FAILED_EXIT_CODE)

@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import InputError
-from ._app import app, friendly_errors
+from ._app import CHANNEL_OPTION, CHUNK_OPTION, FORCE_OPTION, RETRY_OPTION, WORKERS_OPTION, app, friendly_errors, report_job
 from .scores import postprocess_and_report
 
 
@@ -85,8 +85,8 @@ def pseudo(
 @friendly_errors
 def predict(
     run: List[Path] = typer.Option(..., "--run", help="Run directory from 'dawnchorus train' (repeat to ensemble runs)."),
-    audio: Path = typer.Option(..., "--audio", help="Directory (tree) of FLAC/WAV recordings."),
-    out: Path = typer.Option(..., "--out", help="Submission CSV: recording_id,s0..sN, in the order files are found."),
+    audio: Path = typer.Option(..., "--audio", help="Directory (tree) of recordings (FLAC, WAV, MP3, OGG; symbolic links followed)."),
+    out: Path = typer.Option(..., "--out", help="A job folder for an archive (resumable; outputs by --format), or a submission CSV (*.csv: recording_id,s0..sN, in memory, as for Kaggle)."),
     detections: Optional[Path] = typer.Option(None, "--detections", help="Also write per-window detections (Parquet)."),
     raven_dir: Optional[Path] = typer.Option(None, "--raven", help="Also write Raven selection tables per recording."),
     raven_threshold: float = typer.Option(0.5, "--raven-threshold", help="Score a window needs to appear in the Raven tables."),
@@ -105,13 +105,43 @@ def predict(
     postprocess: Optional[bool] = typer.Option(None, "--postprocess/--no-postprocess", help="Rescale the scores to the test prevalences (--prior, else estimated: recordings where the first model's k best windows pass the run's threshold), taking the raw scores as calibrated at 0.5."),
     embedding_cache: Optional[Path] = typer.Option(None, "--embedding-cache", help="Embedding-head runs: cache directory (default: RUN/embedding_cache)."),
     threads: int = typer.Option(1, "--threads", help="Embedding-head runs: CPU threads for BirdNET."),
+    formats: List[str] = typer.Option([], "--format", help="Job folder outputs (repeatable or comma-separated): submission, summary, raven, raven-combined, audacity, birdnet (default: submission,summary,raven)."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Job folder: score a window needs to be a detection in the Raven, Audacity and BirdNET outputs."),
+    channel: Optional[int] = CHANNEL_OPTION,
+    workers: int = WORKERS_OPTION,
+    chunk_s: float = CHUNK_OPTION,
+    retry_failed: bool = RETRY_OPTION,
+    force: bool = FORCE_OPTION,
 ):
-    """Predict species presence for every recording (sliding windows, folds averaged)."""
+    """Predict species presence for every recording (sliding windows, folds averaged).
+
+    With --out DIR (not *.csv) the recordings are an archive: any folder tree, any length,
+    processed in chunks, resumable, unreadable files listed in DIR/failed.csv.
+    """
     from ..embed_runs import is_embedding_run
     from ..infer import detections_table, persistence_evidence, write_raven_detections
     from ..runs import resolve_round
     from ..submission import write_submission
 
+    if out.suffix.lower() != ".csv":
+        in_memory_only = {"--detections": detections, "--raven": raven_dir, "--frame-step-s": frame_step_s,
+                          "--extra-window-s": extra_window_s, "--tta-shifts": tta_shifts, "--class-windows": class_windows,
+                          "--smooth": smooth > 1, "--prior": prior, "--postprocess": postprocess}
+        given = [name for name, value in in_memory_only.items() if value]
+        if given:
+            raise InputError(f"{', '.join(given)}: only for a submission CSV (--out FILE.csv); a job folder keeps every "
+                             "window in DIR/parts and writes Raven tables with --format raven; post-process "
+                             "DIR/submission.csv with 'dawnchorus postprocess'")
+        from ..batch.jobs import predict_archive
+
+        summary = predict_archive(run_dirs=run, audio_root=audio, out_dir=out, formats=split_formats(formats), threshold=threshold,
+                                  window_s=window_s, hop_s=hop_s, aggregate=aggregate, pseudo_round=pseudo_round, device=device,
+                                  threads=threads, channel=channel, workers=workers, chunk_s=chunk_s, retry_failed=retry_failed,
+                                  force=force, progress=sys.stderr.isatty())
+        report_job(summary)
+        return
+    if formats or channel is not None or workers != 1 or retry_failed or force:
+        raise InputError("--format, --channel, --workers, --retry-failed and --force are for job folders: give --out DIR instead of a .csv")
     if prior is not None and postprocess is False:
         raise InputError("--prior only has an effect with post-processing; drop --no-postprocess or --prior")
     if prior is not None:
@@ -179,6 +209,13 @@ def predict(
             typer.echo(f"wrote {len(written)} Raven table(s) to {raven_dir}")
 
 
+def split_formats(formats: List[str]) -> list[str]:
+    from ..batch.jobs import DEFAULT_FORMATS
+
+    chosen = [f.strip() for item in formats for f in item.split(",") if f.strip()]
+    return chosen or list(DEFAULT_FORMATS)
+
+
 def _run_aggregation(run_dir: Path, pseudo_round: Optional[int]) -> tuple[str, int]:
     """How a run turns window scores into recording scores (either kind of run)."""
     from ..config import HeadConfig, load_any_config
@@ -210,13 +247,18 @@ def scales(
 @app.command()
 @friendly_errors
 def embed(
-    audio: Path = typer.Option(..., "--audio", help="Directory (tree) of FLAC/WAV recordings."),
-    out: Path = typer.Option(..., "--out", help="Embedding cache directory (one .npz per recording)."),
+    audio: Path = typer.Option(..., "--audio", help="Directory (tree) of recordings (FLAC, WAV, MP3, OGG; symbolic links followed)."),
+    out: Path = typer.Option(..., "--out", help="Job folder: one Parquet part of window embeddings per recording (also an --embedding-cache)."),
     hop_s: float = typer.Option(1.5, "--hop-s", help="Hop between the 3 s BirdNET windows, in seconds (the embed presets use 1.5)."),
     threads: int = typer.Option(1, "--threads", help="CPU threads for the BirdNET model."),
+    channel: Optional[int] = CHANNEL_OPTION,
+    workers: int = WORKERS_OPTION,
+    chunk_s: float = CHUNK_OPTION,
+    retry_failed: bool = RETRY_OPTION,
+    force: bool = FORCE_OPTION,
 ):
-    """Precompute BirdNET embeddings for every recording (resumable: cached recordings are skipped)."""
-    from ..embeddings import embed_directory
+    """Precompute BirdNET embeddings for every recording of an archive (resumable: finished files are kept)."""
+    from ..batch.jobs import embed_archive
 
-    summary = embed_directory(audio_dir=audio, cache_dir=out, hop_s=hop_s, threads=threads, progress=sys.stderr.isatty())
-    typer.echo(f"embedding cache {out}: {summary}")
+    report_job(embed_archive(audio_root=audio, out_dir=out, hop_s=hop_s, threads=threads, channel=channel, workers=workers,
+                             chunk_s=chunk_s, retry_failed=retry_failed, force=force, progress=sys.stderr.isatty()))

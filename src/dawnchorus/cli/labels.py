@@ -10,22 +10,36 @@ from typing import Optional
 import typer
 
 from ..errors import InputError
-from ._app import app, friendly_errors, review_app
+from ._app import CHANNEL_OPTION, CHUNK_OPTION, FORCE_OPTION, RETRY_OPTION, app, friendly_errors, report_job, review_app
 
 
 @app.command()
 @friendly_errors
 def match(
     templates: Path = typer.Option(..., "--templates", help="Template boxes: CSV with the RFCx label columns (optional template_id)."),
-    audio: Path = typer.Option(..., "--audio", help="Directory (tree) of FLAC/WAV recordings to search."),
-    out: Path = typer.Option(..., "--out", help="Candidates CSV to write."),
+    audio: Path = typer.Option(..., "--audio", help="Directory (tree) of recordings (FLAC, WAV, MP3, OGG; symbolic links followed) to search."),
+    out: Path = typer.Option(..., "--out", help="Candidates CSV to write, or a job folder (not *.csv) for an archive: resumable, writes DIR/candidates.csv."),
     template_audio: Optional[Path] = typer.Option(None, "--template-audio", help="Where the templates' recordings are (default: --audio)."),
     threshold: float = typer.Option(0.1, "--threshold", help="Lowest normalized cross-correlation a candidate needs."),
     top_n: Optional[int] = typer.Option(None, "--top-n", help="Keep only the N best candidates per template in each recording."),
-    workers: int = typer.Option(0, "--workers", help="Parallel processes (0 = all cores)."),
+    workers: int = typer.Option(0, "--workers", help="Parallel processes (0 = all cores); in a job folder, decoding processes."),
+    channel: Optional[int] = CHANNEL_OPTION,
+    chunk_s: float = CHUNK_OPTION,
+    retry_failed: bool = RETRY_OPTION,
+    force: bool = FORCE_OPTION,
 ):
     """Template matching: find boxes that look like the template boxes (spectrogram cross-correlation)."""
     from ..templates import match_directory, write_candidates
+
+    if out.suffix.lower() != ".csv":
+        from ..batch.jobs import match_archive
+
+        report_job(match_archive(templates=templates, audio_root=audio, out_dir=out, template_audio_dir=template_audio,
+                                 threshold=threshold, top_n=top_n, channel=channel, workers=max(1, workers), chunk_s=chunk_s,
+                                 retry_failed=retry_failed, force=force, progress=sys.stderr.isatty()))
+        return
+    if channel is not None or retry_failed or force:
+        raise InputError("--channel, --retry-failed and --force are for job folders: give --out DIR instead of a .csv")
 
     candidates = match_directory(templates=templates, audio_dir=audio, template_audio_dir=template_audio, threshold=threshold,
                                  top_n=top_n, workers=workers, progress=sys.stderr.isatty())

@@ -82,7 +82,7 @@ def open_session(*, candidates: Sequence[Candidate], audio_dir: str | Path, db_p
     default_reviewer = clean_reviewer(reviewer) or "anonymous"
     if not candidates:
         raise InputError("no candidates to review: the candidates file has no rows (or none above --min-score)")
-    files = find_audio_files(audio_root)
+    files = find_audio_files(audio_root, ids="path")
     root = audio_root.resolve()
     recordings: dict[str, AudioInfo] = {}
     unusable: dict[str, str] = {}
@@ -101,7 +101,7 @@ def open_session(*, candidates: Sequence[Candidate], audio_dir: str | Path, db_p
     _warn_dropped(candidates, kept, unusable, audio_root)
     if not kept:
         raise InputError(f"none of the {len(candidates)} candidates has a recording under {audio_root}; "
-                         "pass the directory holding their FLAC/WAV files with --audio")
+                         "pass the directory holding their audio files with --audio")
     rows = [_stored_row(c, recordings[c.recording_id]) for c in kept]
     with db.open_db(db_path) as connection:
         ids = db.store_candidates(connection, rows)

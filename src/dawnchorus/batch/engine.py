@@ -1,0 +1,275 @@
+"""The batch engine: one loop for every archive job (predict, embed, match), resumable.
+
+Steps: list the archive into ``manifest.parquet``; for each file not yet finished, read it
+in chunks (seek + read, each chunk carrying ``overlap_s`` more audio so no window is lost at
+an edge), score every chunk with the job's ``ChunkScorer``, write the file's rows to
+``parts/<digest>.parquet`` (temporary file + rename) and then record it in the journal;
+unreadable files go to ``failed.csv`` and the job goes on. Finally the outputs are written
+from the parts, one recording at a time, so memory depends on the chunk length, not on the
+length of a file or the size of the archive.
+
+Decoding runs ahead of the scorer: in a thread (``workers <= 1``) or in ``workers``
+processes, with a bounded number of chunks in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import deque
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..data.audio import AudioInfo, load_audio, n_samples
+from ..errors import AudioError, InputError
+from .journal import Journal, JournalEntry, atomic_write_text, check_or_start_job
+from .manifest import Manifest, ManifestEntry, list_archive, read_manifest
+from .scoring import ChunkScorer
+
+try:
+    from tqdm.auto import tqdm
+except ImportError:  # progress bars are a nicety
+    tqdm = None
+
+MANIFEST_FILE = "manifest.parquet"
+FAILED_FILE = "failed.csv"
+PARTS_DIR = "parts"
+DEFAULT_CHUNK_S = 120.0
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    out_dir: Path
+    files: int  # readable and unreadable audio files listed
+    done_now: int
+    done_before: int
+    failed: int
+    ignored: dict[str, int]
+    audio_hours_now: float
+    seconds: float
+    outputs: list[Path] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        rate = self.audio_hours_now / (self.seconds / 3600) if self.seconds > 0 else 0.0
+        text = (f"{self.files} audio file(s): {self.done_now} processed now ({self.audio_hours_now:.2f} h of audio, "
+                f"{rate:.0f} audio hours per hour), {self.done_before} done before, {self.failed} failed")
+        if self.ignored:
+            text += "; ignored (not audio): " + ", ".join(f"{n} {ext}" for ext, n in self.ignored.items())
+        if self.failed:
+            text += f"\nfailed files are listed in {self.out_dir / FAILED_FILE}; fix or remove them and rerun with --retry-failed"
+        return text
+
+
+def plan_chunks(n_total: int, *, chunk: int, overlap: int) -> list[tuple[int, int, int]]:
+    """``(offset, own_until, read_until)`` in samples: spans of ``chunk`` samples, each read
+    ``overlap`` further (not past the end). A file shorter than one chunk is one chunk."""
+    chunk = max(1, chunk)
+    offsets = range(0, max(n_total, 1), chunk)
+    return [(o, min(o + chunk, n_total), min(o + chunk + overlap, n_total)) for o in offsets]
+
+
+def decode_chunk(task: tuple) -> np.ndarray:
+    """One chunk at the scorer's rate; a module-level function so decoding processes can run it."""
+    path, rate, offset, read_until, channel, info = task
+    return load_audio(path, sample_rate_hz=rate, t_start_s=offset / rate, duration_s=max(read_until - offset, 1) / rate,
+                      channel=channel, info=info)
+
+
+def part_name(relative_path: str) -> str:
+    return f"{PARTS_DIR}/{hashlib.sha1(relative_path.encode()).hexdigest()[:20]}.parquet"
+
+
+def write_part(path: Path, rows: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        rows.to_parquet(tmp, index=False)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def run_job(*, command: str, audio_root: str | Path, out_dir: str | Path, scorer: ChunkScorer, settings: dict,
+            make_outputs: Callable[[], Sequence] | None = None, channel: int | None = None, workers: int = 1,
+            chunk_s: float = DEFAULT_CHUNK_S, retry_failed: bool = False, force: bool = False,
+            progress: bool = False) -> JobSummary:
+    """Run (or resume) one archive job; returns its summary. ``settings`` and the scorer's
+    fingerprint decide whether earlier results in ``out_dir`` can be kept."""
+    started = time.perf_counter()
+    audio_root, out_dir = Path(audio_root), Path(out_dir)
+    if not audio_root.is_dir():
+        raise InputError(f"{audio_root}: audio folder not found")
+    if not chunk_s > 0:
+        raise InputError(f"--chunk-s must be a positive number of seconds, not {chunk_s}")
+    if channel is not None and channel < 0:
+        raise InputError(f"--channel counts from 0; {channel} is not a channel")
+    fingerprint = {**settings, "channel": "mix" if channel is None else channel, **scorer.fingerprint()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_or_start_job(out_dir, command=command, audio_root=audio_root, fingerprint=fingerprint, force=force)
+    journal = Journal(out_dir)
+    previous = read_manifest(out_dir / MANIFEST_FILE)
+    if previous is not None and retry_failed:
+        previous = previous[previous["error"].fillna("") == ""]  # unreadable files are probed again
+    manifest = list_archive(audio_root, previous=previous, skip=[out_dir])
+    manifest.to_frame().to_parquet(out_dir / MANIFEST_FILE, index=False)
+    if not manifest.entries:
+        raise InputError(f"{audio_root}: no audio recordings (FLAC, WAV, MP3, OGG) found"
+                         + (f"; ignored: {manifest.ignored}" if manifest.ignored else ""))
+    todo, done_before = [], 0
+    for entry in manifest.entries:
+        old = journal.entries.get(entry.path)
+        same_file = old is not None and (old.size_bytes, old.mtime_ns) == (entry.size_bytes, entry.mtime_ns)
+        if same_file and old.status == "done" and (out_dir / old.part).is_file():
+            done_before += 1
+        elif same_file and old.status == "failed" and not retry_failed:
+            continue
+        elif not entry.readable:
+            journal.record(JournalEntry(entry.path, "failed", entry.size_bytes, entry.mtime_ns, error=entry.error))
+        else:
+            todo.append(entry)
+    done_now, hours = 0, 0.0
+    try:
+        for entry, rows, error, seconds in _score_files(todo, root=audio_root, scorer=scorer, channel=channel,
+                                                        workers=workers, chunk_s=chunk_s, progress=progress):
+            if error is not None:
+                journal.record(JournalEntry(entry.path, "failed", entry.size_bytes, entry.mtime_ns, error=error, seconds=seconds))
+                continue
+            part = part_name(entry.path)
+            rows.insert(0, "path", entry.path)
+            rows.insert(0, "recording_id", entry.recording_id)
+            write_part(out_dir / part, rows)
+            journal.record(JournalEntry(entry.path, "done", entry.size_bytes, entry.mtime_ns, part=part, rows=len(rows),
+                                        seconds=round(seconds, 3)))
+            done_now += 1
+            hours += entry.duration_s / 3600
+    finally:
+        journal.close()
+    failed = _write_failed(out_dir, manifest, journal)
+    outputs = write_outputs(out_dir=out_dir, manifest=manifest, journal=journal, writers=make_outputs() if make_outputs else [])
+    return JobSummary(out_dir, len(manifest.entries), done_now, done_before, failed, manifest.ignored, hours,
+                      time.perf_counter() - started, outputs)
+
+
+def _write_failed(out_dir: Path, manifest: Manifest, journal: Journal) -> int:
+    rows = []
+    for entry in manifest.entries:
+        old = journal.entries.get(entry.path)
+        if old is not None and old.status == "failed":
+            rows.append({"path": entry.path, "recording_id": entry.recording_id, "error": old.error})
+    atomic_write_text(out_dir / FAILED_FILE, pd.DataFrame(rows, columns=["path", "recording_id", "error"]).to_csv(index=False))
+    return len(rows)
+
+
+def write_outputs(*, out_dir: Path, manifest: Manifest, journal: Journal, writers: Sequence) -> list[Path]:
+    """Feed every finished recording's rows, in manifest order, to each output writer."""
+    if not writers:
+        return []
+    for entry in manifest.readable:
+        old = journal.entries.get(entry.path)
+        if old is None or old.status != "done":
+            continue
+        rows = pd.read_parquet(out_dir / old.part)
+        for writer in writers:
+            writer.add(entry, rows)
+    written: list[Path] = []
+    for writer in writers:
+        written.extend(writer.close())
+    return written
+
+
+def read_parts(out_dir: str | Path) -> pd.DataFrame:
+    """Every finished recording's rows of a job, in manifest order."""
+    out_dir = Path(out_dir)
+    journal = Journal(out_dir)
+    manifest = read_manifest(out_dir / MANIFEST_FILE)
+    if manifest is None:
+        raise InputError(f"{out_dir}: not an archive job folder ({MANIFEST_FILE} missing)")
+    parts = [out_dir / journal.entries[p].part for p in manifest["path"]
+             if p in journal.entries and journal.entries[p].status == "done"]
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+
+
+def _executor(workers: int) -> Executor:
+    if workers <= 1:
+        return ThreadPoolExecutor(max_workers=1)
+    # spawn, not fork: the parent holds torch's thread pools, which a forked child must not inherit
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+
+
+def _score_files(entries: list[ManifestEntry], *, root: Path, scorer: ChunkScorer, channel: int | None, workers: int,
+                 chunk_s: float, progress: bool) -> Iterator[tuple[ManifestEntry, pd.DataFrame | None, str | None, float]]:
+    """Each file's finished rows (or its error), in order; decoding stays a few chunks ahead."""
+    rate = scorer.sample_rate_hz
+    step = max(1, n_samples(scorer.step_s, rate))
+    chunk = max(step, int(round(chunk_s * rate / step)) * step)
+    overlap = n_samples(scorer.overlap_s, rate)
+    tasks = []  # (entry index, chunk index, chunk count, task)
+    for index, entry in enumerate(entries):
+        if channel is not None and channel >= entry.channels:
+            tasks.append((index, 0, 1, None))
+            continue
+        info = AudioInfo(path=entry.absolute(root), sample_rate_hz=entry.sample_rate_hz,
+                         n_frames=int(round(entry.duration_s * entry.sample_rate_hz)), channels=entry.channels)
+        plan = plan_chunks(n_samples(entry.duration_s, rate), chunk=chunk, overlap=overlap)
+        for number, (offset, own_until, read_until) in enumerate(plan):
+            tasks.append((index, number, len(plan), (str(info.path), rate, offset, read_until, channel, info, own_until)))
+    bar = tqdm(total=len(entries), desc="files", unit="file", disable=not progress) if tqdm is not None else None
+    ahead = max(2, 2 * workers)
+    started, audio_s = time.perf_counter(), 0.0
+    with _executor(workers) as pool:
+        pending: deque = deque()
+        queue = iter(tasks)
+
+        def refill():
+            while len(pending) < ahead:
+                item = next(queue, None)
+                if item is None:
+                    return
+                task = item[3]
+                pending.append((item, pool.submit(decode_chunk, task[:6]) if task is not None else None))
+
+        refill()
+        current, rows, error, file_started = None, [], None, time.perf_counter()
+        while pending:
+            (index, number, count, task), future = pending.popleft()
+            refill()
+            entry = entries[index]
+            if number == 0:
+                current, rows, error, file_started = index, [], None, time.perf_counter()
+            if task is None:
+                error = f"{entry.path}: has {entry.channels} channel(s); --channel {channel} does not exist (channels count from 0)"
+            elif error is None:
+                try:
+                    samples = future.result()
+                    offset, own_until, n_total = task[2], task[6], n_samples(entry.duration_s, rate)
+                    rows.append(scorer.score_chunk(samples, offset=offset, own_until=own_until, n_total=n_total))
+                except AudioError as exc:
+                    error = str(exc)
+            elif future is not None:
+                future.cancel()
+            if number == count - 1:
+                seconds = time.perf_counter() - file_started
+                if error is None:
+                    finished = scorer.finish(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame())
+                    yield entry, finished.reset_index(drop=True), None, seconds
+                    audio_s += entry.duration_s
+                else:
+                    yield entry, None, error, seconds
+                if bar is not None:
+                    bar.update(1)
+                    elapsed = time.perf_counter() - started
+                    bar.set_postfix_str(f"{audio_s / 3600 / max(elapsed, 1e-9) * 3600:.0f} audio h/h")
+    if bar is not None:
+        bar.close()

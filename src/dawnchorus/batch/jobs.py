@@ -1,0 +1,140 @@
+"""The archive jobs: predict, embed and match, each a scorer handed to the one batch engine.
+
+Each function builds its detector's scorer and output writers and calls ``engine.run_job``;
+the job folder then holds ``job.json`` (settings and their fingerprint), ``manifest.parquet``,
+``journal.jsonl``, ``parts/`` (one Parquet file of rows per recording, readable together
+with ``engine.read_parts``), ``failed.csv`` and the chosen outputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from ..errors import InputError
+from .engine import DEFAULT_CHUNK_S, JobSummary, run_job
+from .journal import atomic_write_text
+from .scoring import WindowChunks
+
+DEFAULT_FORMATS = ("submission", "summary", "raven")
+BANDS_FILE = "species_bands.csv"
+
+
+def _job_options(channel, workers, chunk_s, retry_failed, force, progress) -> dict:
+    return dict(channel=channel, workers=workers, chunk_s=chunk_s, retry_failed=retry_failed, force=force, progress=progress)
+
+
+def predict_archive(*, run_dirs: Sequence[str | Path], audio_root: str | Path, out_dir: str | Path,
+                    formats: Sequence[str] = DEFAULT_FORMATS, threshold: float = 0.5, window_s: float | None = None,
+                    hop_s: float | None = None, batch_size: int | None = None, aggregate: str | None = None,
+                    pseudo_round: int | None = None, device: str = "auto", embedder=None, threads: int = 1,
+                    channel: int | None = None, workers: int = 1, chunk_s: float = DEFAULT_CHUNK_S,
+                    retry_failed: bool = False, force: bool = False, progress: bool = False) -> JobSummary:
+    """Score every recording of an archive with trained runs (CNN runs, or one embedding-head run).
+
+    Per-window scores land in ``parts/``; ``formats`` picks the outputs written from them
+    (``batch.outputs.FORMATS``); detections are windows scoring at least ``threshold``.
+    """
+    from ..embed_runs import is_embedding_run
+    from ..scores import check_aggregation
+    from .outputs import make_writers
+
+    if not run_dirs:
+        raise InputError("give at least one run directory (--run)")
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(f"--threshold must be a score between 0 and 1, not {threshold}")
+    if any(is_embedding_run(r) for r in run_dirs):
+        if len(run_dirs) > 1 or window_s or hop_s:
+            raise InputError("an embedding-head run predicts alone and with its own windows; combine submissions with 'dawnchorus ensemble'")
+        from ..embed_runs import HeadScorer
+        from ..embeddings import resolve_embedder
+
+        scorer = HeadScorer(run_dir=run_dirs[0], embedder=resolve_embedder(embedder, threads=threads), pseudo_round=pseudo_round)
+        default_aggregate, top_k = _head_aggregation(run_dirs[0])
+    else:
+        from ..infer import CnnScorer, load_run
+        from ..models import resolve_device
+
+        torch_device = resolve_device(device)
+        runs = [load_run(r, device=torch_device, pseudo_round=pseudo_round) for r in run_dirs]
+        scorer = CnnScorer(runs=runs, window_s=window_s, hop_s=hop_s, batch_size=batch_size, device=torch_device)
+        default_aggregate, top_k = runs[0].config.infer.aggregate, runs[0].config.infer.top_k
+    aggregate = aggregate or default_aggregate
+    check_aggregation(aggregate, top_k)
+    species, bands = scorer.species, _bands(run_dirs[0])
+    settings = {"runs": [str(Path(r).resolve()) for r in run_dirs], "pseudo_round": pseudo_round}
+
+    def outputs():
+        return make_writers(formats=list(formats), out_dir=Path(out_dir), audio_root=Path(audio_root), species=species,
+                            threshold=threshold, bands=bands, aggregate=aggregate, top_k=top_k)
+
+    outputs()  # an unknown format fails now, not after days of scoring
+    return run_job(command="predict", audio_root=audio_root, out_dir=out_dir, scorer=WindowChunks(scorer), settings=settings,
+                   make_outputs=outputs, **_job_options(channel, workers, chunk_s, retry_failed, force, progress))
+
+
+def _head_aggregation(run_dir) -> tuple[str, int]:
+    from ..config import load_any_config
+
+    config = load_any_config(Path(run_dir) / "config.yaml")
+    return config.aggregate, config.top_k
+
+
+def _bands(run_dir) -> dict[int, tuple[float, float]] | None:
+    from ..data.bands import read_bands_csv
+
+    path = Path(run_dir) / BANDS_FILE
+    return read_bands_csv(path) if path.is_file() else None
+
+
+def embed_archive(*, audio_root: str | Path, out_dir: str | Path, embedder=None, hop_s: float = 1.5, threads: int = 1,
+                  channel: int | None = None, workers: int = 1, chunk_s: float = DEFAULT_CHUNK_S,
+                  retry_failed: bool = False, force: bool = False, progress: bool = False) -> JobSummary:
+    """One embedding per window for every recording of an archive (``parts/``: t_start_s, t_end_s, vector)."""
+    from ..embeddings import EmbedderScorer, resolve_embedder
+
+    scorer = EmbedderScorer(resolve_embedder(embedder, threads=threads), hop_s=hop_s)
+    return run_job(command="embed", audio_root=audio_root, out_dir=out_dir, scorer=WindowChunks(scorer), settings={},
+                   **_job_options(channel, workers, chunk_s, retry_failed, force, progress))
+
+
+class CandidatesCsv:
+    """``candidates.csv`` in the columns of ``dawnchorus match`` (plus ``path``), for the review page."""
+
+    def __init__(self, *, out_path: Path):
+        self.out_path, self.frames = Path(out_path), []
+
+    def add(self, entry, rows: pd.DataFrame) -> None:
+        if len(rows):
+            self.frames.append(rows)
+
+    def close(self) -> list[Path]:
+        from ..templates import CANDIDATE_COLUMNS
+
+        columns = list(CANDIDATE_COLUMNS) + ["path"]
+        table = pd.concat(self.frames, ignore_index=True)[columns] if self.frames else pd.DataFrame(columns=columns)
+        return [atomic_write_text(self.out_path, table.to_csv(index=False, float_format="%.4f"))]
+
+
+def match_archive(*, templates, audio_root: str | Path, out_dir: str | Path, template_audio_dir: str | Path | None = None,
+                  threshold: float | None = None, top_n: int | None = None, channel: int | None = None, workers: int = 1,
+                  chunk_s: float = DEFAULT_CHUNK_S, retry_failed: bool = False, force: bool = False,
+                  progress: bool = False) -> JobSummary:
+    """Template matching over an archive; candidates in ``OUT/candidates.csv`` (``dawnchorus review`` reads it)."""
+    from ..templates import DEFAULT_THRESHOLD, TemplateScorer, read_templates, template_patches
+
+    if isinstance(templates, (str, Path)):
+        templates = read_templates(templates)
+    if not templates:
+        raise InputError("no templates given")
+    source = Path(template_audio_dir) if template_audio_dir is not None else Path(audio_root)
+    first = template_patches(templates, audio_dir=source)
+    rate = max(p.sample_rate_hz for p in first)
+    patches = first if all(p.sample_rate_hz == rate for p in first) else template_patches(templates, audio_dir=source,
+                                                                                        sample_rate_hz=rate)
+    scorer = TemplateScorer(patches=patches, threshold=DEFAULT_THRESHOLD if threshold is None else threshold, top_n=top_n)
+    return run_job(command="match", audio_root=audio_root, out_dir=out_dir, scorer=scorer, settings={},
+                   make_outputs=lambda: [CandidatesCsv(out_path=Path(out_dir) / "candidates.csv")],
+                   **_job_options(channel, workers, chunk_s, retry_failed, force, progress))
