@@ -51,3 +51,38 @@ def test_write_raven_with_scores(tmp_path):
     path = write_raven(tmp_path / "d.txt", [Box("r", 1, 1, 0.0, 10.0, 1.0, 20.0, 1)], scores=[0.875])
     text = path.read_text()
     assert "Score" in text.splitlines()[0] and "0.875" in text
+
+
+def test_species_id_column_wins_over_names_and_empty_ids_fall_back(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("Selection\tView\tBegin File\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\tSpecies\tSpecies ID\n"
+                    "1\tSpectrogram 1\tx.WAV\t1.0\t2.0\t500\t1500\tspecies 12\t12\n"
+                    "2\tSpectrogram 1\tx.WAV\t3.0\t4.0\t500\t1500\t5\t\n")
+    assert read_raven(path) == [Box("x", 12, 1, 1.0, 500.0, 2.0, 1500.0, 1), Box("x", 5, 1, 3.0, 500.0, 4.0, 1500.0, 1)]
+    # A column the user names explicitly is read as given.
+    path.write_text("Begin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\tCode\tSpecies ID\n1\t2\t5\t6\t4\t12\n")
+    assert read_raven(path, species_column="Code")[0].species_id == 4
+
+
+def test_file_offset_gives_times_within_the_file(tmp_path):
+    path = tmp_path / "seq.selections.txt"
+    path.write_text("Selection\tBegin File\tFile Offset (s)\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\tSpecies ID\n"
+                    "1\ta.WAV\t10.5\t10.5\t12.5\t100\t900\t1\n"
+                    "2\tb.mp3\t1.25\t61.25\t62.0\t100\t900\t2\n"
+                    "3\tb.mp3\tsoon\t62.0\t63.0\t100\t900\t2\n")
+    with pytest.raises(ValidationError) as caught:
+        read_raven(path)
+    assert "line 4: File Offset (s) 'soon' is not a number" in str(caught.value) and "line 3" not in str(caught.value)
+    path.write_text("\n".join(path.read_text().splitlines()[:3]) + "\n")
+    assert read_raven(path) == [Box("a", 1, 1, 10.5, 100.0, 12.5, 900.0, 1), Box("b", 2, 1, 1.25, 100.0, 2.0, 900.0, 1)]
+
+
+def test_write_raven_names_the_real_audio_file(tmp_path):
+    boxes = [Box("20240401_060000", 1, 1, 0.0, 10.0, 1.0, 20.0, 1), Box("other", 1, 1, 0.0, 10.0, 1.0, 20.0, 0)]
+    path = write_raven(tmp_path / "d.txt", boxes, file_names={"20240401_060000": "20240401_060000.WAV"})
+    lines = path.read_text().splitlines()
+    assert "\t20240401_060000.WAV\t" in lines[1] and "\tother.flac\t" in lines[2]
+    assert [b.recording_id for b in read_raven(path)] == ["20240401_060000", "other"]
+    exported = export_raven_tables(boxes=boxes[:1], out_dir=tmp_path / "x", file_names={"20240401_060000": "20240401_060000.WAV"})
+    assert "20240401_060000.WAV" in exported[0].read_text()
+    assert "\tother.flac\t" in write_raven(tmp_path / "e.txt", boxes).read_text()

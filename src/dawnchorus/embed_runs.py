@@ -25,6 +25,7 @@ from safetensors.numpy import load_file, save_file
 
 from .config import HEAD_KIND, HeadConfig, head_config_from_dict, load_any_config, save_head_config
 from .data.audio import find_audio_files
+from .data.bands import species_bands, write_bands_csv
 from .data.species import SpeciesTable, read_species_csv, write_species_csv
 from .embed_heads import fit_head, head_probabilities, pseudo_targets, score_windows, window_labels, with_pseudo_labels
 from .embeddings import Embedder, EmbeddingCache, RecordingEmbeddings, embed_recordings, resolve_embedder
@@ -111,6 +112,7 @@ def train_embedding_head(*, data_dir: str | Path, out_dir: str | Path, cache_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     save_head_config(config, out_dir / "config.yaml")
     write_species_csv(dataset.species, out_dir / "species.csv")
+    write_bands_csv(species_bands(dataset.tp), out_dir / "species_bands.csv")  # where detections are drawn in Raven
     pd.DataFrame(sorted(corpus.folds.items()), columns=["recording_id", "fold"]).to_csv(out_dir / "folds.csv", index=False)
     if not _finished(out_dir, config):
         _fit_round(out_dir, corpus, config=config, threads=threads)

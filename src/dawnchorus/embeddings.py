@@ -183,7 +183,9 @@ class EmbeddingCache:
     """Per-recording ``.npz`` files under ``root`` for one embedder and hop.
 
     An entry is fresh when its stored key (source path, size, mtime, model, rate, window, hop)
-    equals the current one; a changed source is recomputed into the same file.
+    equals the current one; a changed source is recomputed into the same file. ``root`` may
+    also be the folder of a ``dawnchorus embed`` archive job with the same model and hop: its
+    finished parts are read as entries (recordings it lacks are computed into ``root``).
     """
 
     def __init__(self, root: str | Path, *, embedder: Embedder, hop_s: float):
@@ -192,6 +194,34 @@ class EmbeddingCache:
         self.root, self.embedder, self.hop_s = Path(root), embedder, float(hop_s)
         self.root.mkdir(parents=True, exist_ok=True)
         self.computed = 0  # entries computed by this instance (the rest were read)
+        self.job_parts = self._job_parts()
+
+    def _job_parts(self) -> dict:
+        from .batch.journal import finished_files, read_job
+
+        job = read_job(self.root)
+        if job is None or job.get("command") != "embed":
+            return {}
+        settings = job.get("fingerprint", {})
+        if (settings.get("model"), settings.get("hop_s"), settings.get("window_s")) != (self.embedder.name, self.hop_s,
+                                                                                         self.embedder.window_s):
+            warnings.warn(f"{self.root}: embed job made with other settings ({settings.get('model')}, hop "
+                          f"{settings.get('hop_s')} s); its embeddings are not used", stacklevel=3)
+            return {}
+        return {path.resolve(): entry for path, entry in finished_files(self.root).items()}
+
+    def _from_job(self, source: Path) -> RecordingEmbeddings | None:
+        entry = self.job_parts.get(source.resolve())
+        if entry is None:
+            return None
+        stat = source.stat()
+        if (stat.st_size, stat.st_mtime_ns) != (entry.size_bytes, entry.mtime_ns):
+            return None
+        import pandas as pd
+
+        rows = pd.read_parquet(self.root / entry.part)
+        vectors = np.stack(rows["vector"].to_numpy()).astype(np.float32) if len(rows) else np.zeros((0, self.embedder.dim), np.float32)
+        return RecordingEmbeddings(rows["t_start_s"].to_numpy(np.float64), rows["t_end_s"].to_numpy(np.float64), vectors)
 
     def key(self, source: Path) -> dict:
         stat = source.stat()
@@ -210,6 +240,9 @@ class EmbeddingCache:
         source = Path(source)
         if not source.is_file():
             raise AudioError(f"{source}: audio file not found")
+        found = self._from_job(source) if self.job_parts else None
+        if found is not None:
+            return found
         entry = self.entry_path(source)
         try:
             with np.load(entry, allow_pickle=False) as stored:

@@ -279,19 +279,6 @@ def detections_table(windows: pd.DataFrame, *, species: SpeciesTable, min_score:
         ["recording_id", "t_start_s", "species_id"], kind="stable").reset_index(drop=True)
 
 
-def write_raven_detections(detections: pd.DataFrame, *, out_dir: str | Path, species: SpeciesTable, threshold: float) -> list[Path]:
-    """One Raven selection table per recording with the windows scoring above ``threshold``."""
-    from .data.annotations import Box
-    from .data.raven import raven_table_name, write_raven
-
-    written = []
-    strong = detections[detections["score"] >= threshold]
-    for recording_id, group in strong.groupby("recording_id", sort=True):
-        boxes = [Box(recording_id, int(r.species_id), 1, float(r.t_start_s), 0.0, float(r.t_end_s), 1.0, 1) for r in group.itertuples()]
-        written.append(write_raven(Path(out_dir) / raven_table_name(recording_id), boxes, species=species, scores=group["score"]))
-    return written
-
-
 @dataclass(frozen=True)
 class Prediction:
     submission: pd.DataFrame  # recording_id, s0..sN in the order the files were found

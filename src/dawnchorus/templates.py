@@ -30,7 +30,7 @@ from scipy.signal.windows import hann
 from tqdm import tqdm
 
 from .data.annotations import read_boxes
-from .data.audio import find_audio_files, load_audio, probe_audio
+from .data.audio import find_audio_files, find_recordings_by_id, load_audio, probe_audio
 from .errors import AudioError, InputError, ValidationError
 
 WINDOW_SAMPLES = 512
@@ -179,7 +179,7 @@ def template_patches(templates: Iterable[Template], *, audio_dir: str | Path,
     """
     templates = list(templates)
     audio_dir = Path(audio_dir)
-    files = _recordings_by_id(audio_dir) if templates else {}
+    files = find_recordings_by_id(audio_dir) if templates else {}
     recordings: dict[str, tuple[int, float, np.ndarray]] = {}
     patches, problems = [], []
     for template in templates:
@@ -192,14 +192,6 @@ def template_patches(templates: Iterable[Template], *, audio_dir: str | Path,
     if problems:
         raise ValidationError("templates", problems)
     return patches
-
-
-def _recordings_by_id(audio_dir: Path) -> dict[str, Path]:
-    by_path = find_audio_files(audio_dir, ids="path")
-    stems: dict[str, list[Path]] = {}
-    for path in by_path.values():
-        stems.setdefault(path.stem, []).append(path)
-    return {**{stem: paths[0] for stem, paths in stems.items() if len(paths) == 1}, **by_path}
 
 
 def _template_recording(template: Template, files: dict[str, Path], audio_dir: Path,

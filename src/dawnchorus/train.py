@@ -30,6 +30,7 @@ from .data.annotations import Box
 from .data.cache import AudioCache
 from .data.crops import ClassIndex, CropDataset, CropSampler, SoftLabels
 from .data.dataset import RfcxDataset, load_dataset
+from .data.bands import species_bands, write_bands_csv
 from .data.species import species_column, write_species_csv
 from .errors import InputError
 from .infer import LoadedRun, predict_windows
@@ -103,6 +104,7 @@ def prepare_run(*, data_dir, out_dir, config: RunConfig, resume: bool) -> tuple[
     save_config(config, saved)
     (out_dir / "layout.json").write_text(json.dumps(layout.to_dict()))
     write_species_csv(dataset.species, out_dir / "species.csv")
+    write_bands_csv(species_bands(dataset.tp), out_dir / "species_bands.csv")  # where detections are drawn in Raven
     pd.DataFrame(sorted(folds.items()), columns=["recording_id", "fold"]).to_csv(out_dir / "folds.csv", index=False)
     return config, dataset, layout, folds
 

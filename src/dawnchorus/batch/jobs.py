@@ -89,6 +89,29 @@ def _bands(run_dir) -> dict[int, tuple[float, float]] | None:
     return read_bands_csv(path) if path.is_file() else None
 
 
+def write_raven_for_windows(*, windows: pd.DataFrame, audio_root: str | Path, out_dir: str | Path, species, threshold: float,
+                            run_dir: str | Path | None = None) -> list[Path]:
+    """Raven selection tables for an in-memory window table (``predict --out FILE.csv --raven DIR``):
+    the same writer as archive jobs, the recordings found under ``audio_root`` by their ids."""
+    from ..data.audio import find_audio_files, probe_audio
+    from ..data.timestamps import site_of
+    from .manifest import ManifestEntry
+    from .outputs import RavenTables
+
+    audio_root = Path(audio_root)
+    paths = find_audio_files(audio_root, ids="path")
+    writer = RavenTables(out_dir=out_dir, audio_root=audio_root, species=species, threshold=threshold,
+                         bands=_bands(run_dir) if run_dir is not None else None)
+    for recording_id, rows in windows.groupby("recording_id", sort=False):
+        path = paths[recording_id]
+        info, stat = probe_audio(path), path.stat()
+        relative = path.relative_to(audio_root).as_posix()
+        entry = ManifestEntry(recording_id, relative, stat.st_size, stat.st_mtime_ns, duration_s=info.duration_s,
+                              sample_rate_hz=info.sample_rate_hz, channels=info.channels, site=site_of(relative))
+        writer.add(entry, rows.assign(path=relative))
+    return writer.close()
+
+
 def embed_archive(*, audio_root: str | Path, out_dir: str | Path, embedder=None, hop_s: float = 1.5, threads: int = 1,
                   channel: int | None = None, workers: int = 1, chunk_s: float = DEFAULT_CHUNK_S,
                   retry_failed: bool = False, force: bool = False, progress: bool = False) -> JobSummary:

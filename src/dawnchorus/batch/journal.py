@@ -145,3 +145,21 @@ class Journal:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+def read_job(out_dir: str | Path) -> dict | None:
+    """``job.json`` of a job folder, or None when ``out_dir`` is not one."""
+    path = Path(out_dir) / JOB_FILE
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def finished_files(out_dir: str | Path) -> dict[Path, JournalEntry]:
+    """Absolute audio path -> journal entry of every file the job finished (for reading its parts)."""
+    job = read_job(out_dir)
+    if job is None:
+        return {}
+    root = Path(job["audio_root"])
+    return {root / e.path: e for e in Journal(Path(out_dir)).entries.values() if e.status == "done"}

@@ -119,7 +119,7 @@ def predict(
     processed in chunks, resumable, unreadable files listed in DIR/failed.csv.
     """
     from ..embed_runs import is_embedding_run
-    from ..infer import detections_table, persistence_evidence, write_raven_detections
+    from ..infer import detections_table, persistence_evidence
     from ..runs import resolve_round
     from ..submission import write_submission
 
@@ -205,7 +205,10 @@ def predict(
             table.to_parquet(detections, index=False)
             typer.echo(f"wrote {detections} ({len(table)} detections)")
         if raven_dir is not None:
-            written = write_raven_detections(table, out_dir=raven_dir, species=species, threshold=raven_threshold)
+            from ..batch.jobs import write_raven_for_windows
+
+            written = write_raven_for_windows(windows=result.windows, audio_root=audio, out_dir=raven_dir, species=species,
+                                              threshold=raven_threshold, run_dir=run[0])
             typer.echo(f"wrote {len(written)} Raven table(s) to {raven_dir}")
 
 

@@ -208,6 +208,16 @@ def find_audio_files(directory: str | Path, *, ids: str = "stem") -> dict[str, P
     return dict(sorted(found.items()))
 
 
+def find_recordings_by_id(directory: str | Path) -> dict[str, Path]:
+    """Recordings under ``directory`` by every id a label may use for them: the relative path id
+    (``siteA/20240401/20240401_060000``) and, where no other file shares it, the file stem."""
+    by_path = find_audio_files(directory, ids="path")
+    stems: dict[str, list[Path]] = {}
+    for path in by_path.values():
+        stems.setdefault(path.stem, []).append(path)
+    return {**{stem: paths[0] for stem, paths in stems.items() if len(paths) == 1}, **by_path}
+
+
 def window_starts(n_total: int, *, window: int, hop: int) -> np.ndarray:
     """Window starts (in samples) covering the whole signal; the last window ends at the end."""
     if n_total <= window:

@@ -6,6 +6,10 @@ A selection table is tab-separated with ``Begin Time (s)``, ``End Time (s)``,
 column (TP/FP, 1/0, present/absent; default TP). The recording comes from Raven's
 ``Begin File`` column when present, else from the table's file name
 (``<recording>.Table.1.selections.txt``).
+
+Tables our detection runs write carry a ``Species ID`` column, read in preference to the
+species names, and a ``File Offset (s)`` column: in a table over a file sequence Begin/End
+Time count from the first file, and the offset gives the time within the selection's own file.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from .annotations import Box
 from .species import SpeciesTable
 
 BEGIN, END, LOW, HIGH = "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)"
+FILE_OFFSET, SPECIES_ID = "File Offset (s)", "Species ID"
 _LABEL_WORDS = {"tp": 1, "1": 1, "present": 1, "true": 1, "yes": 1, "fp": 0, "0": 0, "absent": 0, "false": 0, "no": 0}
 
 
@@ -34,7 +39,11 @@ def read_raven(
     species_column: str = "Species",
     recording_id: str | None = None,
 ) -> list[Box]:
-    """Boxes of one selection table; every bad row reported with its line number."""
+    """Boxes of one selection table; every bad row reported with its line number.
+
+    With the default ``species_column`` a ``Species ID`` column, when present, gives the species
+    (the name column stays the fallback for rows whose id cell is empty, e.g. added by hand in Raven).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: Raven selection table not found")
@@ -45,7 +54,9 @@ def read_raven(
     except Exception as exc:
         raise InputError(f"{path}: cannot parse as a tab-separated selection table ({exc})") from None
     frame.columns = [c.strip() for c in frame.columns]
-    missing = [c for c in (BEGIN, END, LOW, HIGH, species_column) if c not in frame.columns]
+    use_ids = species_column == "Species" and SPECIES_ID in frame.columns
+    needed = (BEGIN, END, LOW, HIGH) + (() if use_ids else (species_column,))
+    missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ValidationError(str(path), [f"missing column(s): {', '.join(missing)} (found: {', '.join(frame.columns)})"])
     boxes, problems = [], []
@@ -53,7 +64,8 @@ def read_raven(
         if str(row.get("View", "")).startswith("Waveform"):
             continue  # Raven writes each selection once per view; the spectrogram row is enough
         try:
-            boxes.append(_row_to_box(row, path=path, species=species, species_column=species_column, recording_id=recording_id))
+            boxes.append(_row_to_box(row, path=path, species=species, species_column=species_column, recording_id=recording_id,
+                                     use_ids=use_ids))
         except ValueError as exc:
             problems.append(f"line {line}: {exc}")
     if problems:
@@ -61,14 +73,19 @@ def read_raven(
     return boxes
 
 
-def _row_to_box(row: dict, *, path: Path, species, species_column: str, recording_id: str | None) -> Box:
+def _row_to_box(row: dict, *, path: Path, species, species_column: str, recording_id: str | None, use_ids: bool = False) -> Box:
     numbers = {}
     for column in (BEGIN, END, LOW, HIGH):
         try:
             numbers[column] = float(row[column])
         except ValueError:
             raise ValueError(f"{column} '{row[column]}' is not a number") from None
-    raw_species = str(row[species_column]).strip()
+    raw_species = str(row.get(SPECIES_ID, "")).strip() if use_ids else ""
+    if raw_species:
+        if not raw_species.lstrip("-").isdigit():
+            raise ValueError(f"{SPECIES_ID} '{raw_species}' is not an integer")
+    else:
+        raw_species = str(row.get(species_column, "")).strip()
     species_id = _parse_species(raw_species, species)
     songtype = str(row.get("Song Type", "") or "1").strip()
     if not songtype.isdigit():
@@ -79,7 +96,17 @@ def _row_to_box(row: dict, *, path: Path, species, species_column: str, recordin
     rec = recording_id or (Path(row["Begin File"]).stem if row.get("Begin File") else recording_id_from_table_name(path))
     if numbers[BEGIN] >= numbers[END] or numbers[LOW] >= numbers[HIGH]:
         raise ValueError("begin time must be before end time and low frequency below high frequency")
-    return Box(rec, species_id, int(songtype), numbers[BEGIN], numbers[LOW], numbers[END], numbers[HIGH], _LABEL_WORDS[label_word])
+    t_min_s, t_max_s = numbers[BEGIN], numbers[END]
+    raw_offset = str(row.get(FILE_OFFSET, "")).strip()
+    if raw_offset:  # times within the file, which a box needs, even when the table spans a file sequence
+        try:
+            offset_s = float(raw_offset)
+        except ValueError:
+            raise ValueError(f"{FILE_OFFSET} '{raw_offset}' is not a number") from None
+        if offset_s < 0:
+            raise ValueError(f"{FILE_OFFSET} {offset_s} is negative")
+        t_min_s, t_max_s = offset_s, offset_s + (numbers[END] - numbers[BEGIN])
+    return Box(rec, species_id, int(songtype), t_min_s, numbers[LOW], t_max_s, numbers[HIGH], _LABEL_WORDS[label_word])
 
 
 def _parse_species(raw: str, species: SpeciesTable | None) -> int:
@@ -95,8 +122,14 @@ def _parse_species(raw: str, species: SpeciesTable | None) -> int:
     raise ValueError(f"species '{raw}' is neither a species id nor a known scientific name")
 
 
-def write_raven(path: str | Path, boxes: Iterable[Box], *, species: SpeciesTable | None = None, scores: Iterable[float] | None = None) -> Path:
-    """One selection table; species written as scientific names when the table is known."""
+def write_raven(path: str | Path, boxes: Iterable[Box], *, species: SpeciesTable | None = None, scores: Iterable[float] | None = None,
+                file_names: dict[str, str] | None = None) -> Path:
+    """One selection table; species written as scientific names when the table is known.
+
+    ``file_names`` (recording id -> audio file name, e.g. ``20240401_060000.WAV``) lets Raven find
+    the real file; recordings it does not name are written as ``<id>.flac``.
+    """
+    file_names = file_names or {}
     boxes = list(boxes)
     rows = []
     score_list = list(scores) if scores is not None else None
@@ -106,7 +139,7 @@ def write_raven(path: str | Path, boxes: Iterable[Box], *, species: SpeciesTable
             "Selection": number,
             "View": "Spectrogram 1",
             "Channel": 1,
-            "Begin File": f"{box.recording_id}.flac",
+            "Begin File": file_names.get(box.recording_id) or f"{box.recording_id}.flac",
             BEGIN: round(box.t_min_s, 4),
             END: round(box.t_max_s, 4),
             LOW: round(box.f_min_hz, 1),
@@ -132,13 +165,16 @@ def raven_table_name(recording_id: str) -> str:
     return f"{recording_id}.Table.1.selections.txt"
 
 
-def export_raven_tables(*, boxes: Iterable[Box], out_dir: str | Path, species: SpeciesTable | None = None) -> list[Path]:
-    """One selection table per recording, named so Raven pairs it with the audio file."""
+def export_raven_tables(*, boxes: Iterable[Box], out_dir: str | Path, species: SpeciesTable | None = None,
+                        file_names: dict[str, str] | None = None) -> list[Path]:
+    """One selection table per recording, named so Raven pairs it with the audio file
+    (``file_names``: recording id -> real audio file name, see :func:`write_raven`)."""
     by_recording: dict[str, list[Box]] = {}
     for box in boxes:
         by_recording.setdefault(box.recording_id, []).append(box)
     out_dir = Path(out_dir)
-    return [write_raven(out_dir / raven_table_name(rec), sorted(group, key=lambda b: b.t_min_s), species=species) for rec, group in sorted(by_recording.items())]
+    return [write_raven(out_dir / raven_table_name(rec), sorted(group, key=lambda b: b.t_min_s), species=species, file_names=file_names)
+            for rec, group in sorted(by_recording.items())]
 
 
 def import_raven_tables(*, paths: Iterable[str | Path], species: SpeciesTable | None = None, species_column: str = "Species") -> list[Box]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..data.audio import AudioInfo, find_audio_files, probe_audio
+from ..data.audio import AudioInfo, find_recordings_by_id, probe_audio
 from ..errors import DawnchorusError, InputError
 from . import db
 from .candidates import Candidate
@@ -82,7 +82,7 @@ def open_session(*, candidates: Sequence[Candidate], audio_dir: str | Path, db_p
     default_reviewer = clean_reviewer(reviewer) or "anonymous"
     if not candidates:
         raise InputError("no candidates to review: the candidates file has no rows (or none above --min-score)")
-    files = find_audio_files(audio_root, ids="path")
+    files = find_recordings_by_id(audio_root)
     root = audio_root.resolve()
     recordings: dict[str, AudioInfo] = {}
     unusable: dict[str, str] = {}
