@@ -197,7 +197,7 @@ def test_bad_templates_are_named_by_csv_line(scenes, tmp_path):
     assert "line 2" not in message
     assert f"{csv} line 3: box 5.5..7.5 s lies outside recording 'ref'" in message
     assert f"{csv} line 4: f_max 30000.0 Hz is above the Nyquist frequency (24000 Hz)" in message
-    assert f"{csv} line 5: recording 'nowhere' has no FLAC/WAV file under {scenes}" in message
+    assert f"{csv} line 5: recording 'nowhere' has no audio file under {scenes}" in message
     assert f"{csv} line 6: box lasts 0.0020 s, shorter than two spectrogram hops" in message
 
 
@@ -212,7 +212,7 @@ def test_zero_length_boxes_are_refused(scenes, tmp_path):
 def test_cli_reports_a_bad_template_without_traceback(scenes, tmp_path):
     csv = write_template_csv(tmp_path / "templates.csv", ["nowhere,3,1,1.0,1800,1.3,4200"])
     result = CliRunner().invoke(app, ["match", "--templates", str(csv), "--audio", str(scenes), "--out", str(tmp_path / "c.csv")])
-    assert result.exit_code == 2 and "line 2: recording 'nowhere' has no FLAC/WAV file" in result.output
+    assert result.exit_code == 2 and "line 2: recording 'nowhere' has no audio file" in result.output
     assert "Traceback" not in result.output
 
 
