@@ -68,10 +68,14 @@ def test_raven_tables_per_file_mirror_the_archive_and_read_back(tmp_path):
     path_b = out / "siteB" / "20240401" / "20240401_060000.Table.1.selections.txt"
     assert written == [path_a, path_b]  # the quiet recording gets no table
     assert read_raven(path_a, species=SPECIES) == BOXES_A
+    clock = table(path_a)["Begin Date Time"].tolist()
+    assert clock[0].startswith("2024/04/01 06:00:") and len(clock[0]) == len("2024/04/01 06:00:00.000")
     assert read_raven(path_b, species=SPECIES) == BOXES_B
     rows = table(path_b)
     assert list(rows.columns) == ["Selection", "View", "Channel", "Begin File", "Begin Path", "File Offset (s)", "Begin Time (s)",
-                                  "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)", "Species", "Species ID", "Score"]
+                                  "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)", "Species", "Species ID", "Score",
+                                  "Begin Date Time"]
+    assert rows["Begin Date Time"].tolist() == ["", ""]  # siteB's file name holds no start time
     assert "Label" not in rows.columns
     assert rows["Selection"].tolist() == ["1", "2"] and rows["View"].tolist() == ["Spectrogram 1"] * 2
     assert rows["Begin File"].tolist() == [NAME, NAME]

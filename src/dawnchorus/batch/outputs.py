@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 import numpy as np
 import pandas as pd
 
+from ..atomic import atomic_write_text
 from ..data.species import SpeciesTable, species_column
 from ..errors import InputError
 from ..scores import check_aggregation
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 Band = tuple[float, float]
 RAVEN_COLUMNS = ("Selection", "View", "Channel", "Begin File", "Begin Path", "File Offset (s)", "Begin Time (s)",
-                 "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)", "Species", "Species ID", "Score")
+                 "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)", "Species", "Species ID", "Score", "Begin Date Time")
 RAVEN_COMBINED_NAME = "detections.selections.txt"
 BIRDNET_COLUMNS = ("Start (s)", "End (s)", "Scientific name", "Common name", "Confidence", "File")
 SUMMARY_COLUMNS = ("path", "recording_id", "site", "start_time", "duration_s", "species_id", "species", "max_score", "topk_mean")
@@ -109,16 +110,14 @@ def _tsv_line(cells: list[str]) -> str:
     return "\t".join(str(c).replace("\t", " ").replace("\r", " ").replace("\n", " ") for c in cells) + "\n"
 
 
-def _write_atomically(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-    return path
+def _clock_time(start_time: str, offset_s: float) -> str:
+    """Raven's ``Begin Date Time`` (``2024/04/01 06:00:01.500``) of a detection, '' when the file's start is unknown."""
+    if not start_time:
+        return ""
+    from datetime import datetime, timedelta
+
+    moment = datetime.fromisoformat(start_time) + timedelta(seconds=float(offset_s))
+    return moment.strftime("%Y/%m/%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 
 
 class _StreamedTable:
@@ -185,7 +184,7 @@ class RavenTables:
             rows = self._rows(entry, detections, sequence_start_s=0.0)
             if rows:
                 text = "".join(_tsv_line(row) for row in [list(RAVEN_COLUMNS), *rows])
-                self._written.append(_write_atomically(path, text))
+                self._written.append(atomic_write_text(path, text))
             else:
                 path.unlink(missing_ok=True)  # a table left by an earlier run (another threshold) would now be wrong
             return
@@ -201,7 +200,8 @@ class RavenTables:
             low, high = _band(entry, species_id, self.bands)
             rows.append([str(self._selections), "Spectrogram 1", "1", file_name, file_path, _number(start_s),
                          _number(sequence_start_s + start_s), _number(sequence_start_s + end_s), _number(low, 3),
-                         _number(high, 3), self._names[index], str(species_id), _number(score)])
+                         _number(high, 3), self._names[index], str(species_id), _number(score),
+                         _clock_time(entry.start_time, start_s)])
         return rows
 
     def close(self) -> list[Path]:
@@ -224,7 +224,7 @@ class AudacityLabels:
             low, high = _band(entry, self.species.species_ids[index], self.bands)
             lines.append(f"{start_s:.6f}\t{end_s:.6f}\t{self._names[index]} {score:.3f}\n\\\t{low:.6f}\t{high:.6f}\n")
         if lines:
-            self._written.append(_write_atomically(path, "".join(lines)))
+            self._written.append(atomic_write_text(path, "".join(lines)))
         else:
             path.unlink(missing_ok=True)  # a track left by an earlier run (another threshold) would now be wrong
 

@@ -8,11 +8,10 @@ whole spectrogram, which is what a reviewer scanning hundreds of detections need
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from ..atomic import atomic_write_text
 from ..errors import InputError
 from .annotations import Box, read_text_table
 
@@ -39,13 +38,7 @@ def write_bands_csv(bands: dict[int, tuple[float, float]], path: str | Path) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [",".join(BAND_COLUMNS)]
     lines += [f"{int(species_id)},{float(low):.3f},{float(high):.3f}" for species_id, (low, high) in sorted(bands.items())]
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write("\n".join(lines) + "\n")
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 
