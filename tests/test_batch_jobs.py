@@ -143,3 +143,18 @@ def test_match_job_finds_what_match_directory_finds(tmp_path):
                                  str(tmp_path / "cli"), "--top-n", "2"])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "cli" / "job.json").read_text())["command"] == "match"
+
+
+def test_review_reads_a_predict_job_folder_as_detections(trained, tmp_path):
+    from dawnchorus.data.audio import find_recordings_by_id
+    from dawnchorus.review import read_detections
+
+    corpus, run, archive = trained
+    out = tmp_path / "job"
+    predict_archive(run_dirs=[run], audio_root=archive, out_dir=out, formats=["summary"], device="cpu")
+    windows = read_parts(out)
+    everything = read_detections(out)
+    assert len(everything) == len(windows) * 24
+    strong = read_detections(out, min_score=0.5)
+    assert len(strong) == int((windows[[f"s{i}" for i in range(24)]] >= 0.5).to_numpy().sum())
+    assert {c.recording_id for c in everything} <= set(find_recordings_by_id(archive))

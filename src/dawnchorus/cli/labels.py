@@ -52,7 +52,7 @@ def match(
 def review(
     ctx: typer.Context,
     candidates: Optional[Path] = typer.Option(None, "--candidates", help="CSV recording_id,species_id,songtype_id,t_min,f_min,t_max,f_max[,score][,template_id]."),
-    detections: Optional[Path] = typer.Option(None, "--detections", help="Instead of --candidates: the Parquet of 'predict --detections' (full band)."),
+    detections: Optional[Path] = typer.Option(None, "--detections", help="Instead of --candidates: the Parquet of 'predict --detections', or an archive job folder (predict --out DIR); full band."),
     audio: Optional[Path] = typer.Option(None, "--audio", help="Directory (tree) holding the candidates' recordings."),
     db: Optional[Path] = typer.Option(None, "--db", help="SQLite file for the decisions (created if missing; reopen it to resume)."),
     port: int = typer.Option(8765, "--port", help="Port to serve on (0 = any free port)."),

@@ -70,17 +70,45 @@ def read_candidates_csv(path: str | Path) -> list[Candidate]:
 
 
 def read_detections(path: str | Path, *, min_score: float = 0.0) -> list[Candidate]:
-    """Read the Parquet of ``dawnchorus predict --detections``; rows below ``min_score`` are left out.
+    """Read the Parquet of ``dawnchorus predict --detections``, or the window parts of an archive
+    job folder (``predict --out DIR``); rows below ``min_score`` are left out.
 
     Detections are whole windows without a frequency band, so they cover the full band.
     """
     path = Path(path)
+    if path.is_dir() and (path / "parts").is_dir():
+        return _from_frame(_job_detections(path, min_score=min_score), path, min_score)
     if not path.is_file():
         raise InputError(f"{path}: detections file not found; write one with 'dawnchorus predict ... --detections {path.name}'")
     try:
         frame = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise InputError(f"{path}: cannot read as Parquet ({exc}); pass a file written by 'dawnchorus predict --detections'") from None
+    return _from_frame(frame, path, min_score)
+
+
+def _job_detections(job_dir: Path, *, min_score: float) -> pd.DataFrame:
+    """An archive job's window scores (one column per species) as long detection rows, part by
+    part, keeping only those at ``min_score`` or above (an archive has millions of windows)."""
+    frames = []
+    for part in sorted((job_dir / "parts").glob("*.parquet")):
+        try:
+            windows = pd.read_parquet(part)
+        except Exception as exc:
+            raise InputError(f"{part}: cannot read this window part ({exc}); run the job again to rewrite it") from None
+        columns = [c for c in windows.columns if c.startswith("s") and c[1:].isdigit()]
+        if not columns:
+            raise InputError(f"{job_dir}: its parts hold no species scores (an embed or match job?); review a predict job")
+        long = windows.melt(id_vars=["recording_id", "t_start_s", "t_end_s"], value_vars=columns, var_name="column",
+                            value_name="score")
+        long = long[long["score"] >= min_score]
+        frames.append(long.assign(species_id=long["column"].str[1:].astype(int)).drop(columns="column"))
+    if not frames:
+        raise InputError(f"{job_dir}: no finished recordings in parts/; run the job first")
+    return pd.concat(frames, ignore_index=True)
+
+
+def _from_frame(frame: pd.DataFrame, path: Path, min_score: float) -> list[Candidate]:
     _require_columns(frame, DETECTION_COLUMNS, path)
     problems: list[str] = []
     where = lambda index: f"row {index + 1}"  # noqa: E731
