@@ -163,6 +163,36 @@ def test_chunked_reading_gives_the_whole_file_windows(tmp_path):
     np.testing.assert_allclose(chunked[["s0", "s1"]].to_numpy(), whole[["s0", "s1"]].to_numpy(), atol=2e-4)
 
 
+def test_decoding_processes_give_the_same_results_as_a_thread(tmp_path):
+    archive = tmp_path / "archive"
+    for i in range(3):
+        tone(archive / f"site{i}" / "20240401_060000.WAV", rate=48000, duration_s=5 + i, seed=i)
+    parts = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        assert run_job(command="predict", audio_root=archive, out_dir=out, scorer=WindowChunks(EnergyScorer()), settings={},
+                       workers=workers, chunk_s=2.0).done_now == 3
+        parts[workers] = read_parts(out)
+    pd.testing.assert_frame_equal(parts[1], parts[2])
+
+
+def test_an_unwritable_job_folder_is_a_clear_error(tmp_path, monkeypatch):
+    archive = tmp_path / "archive"
+    tone(archive / "a.wav", rate=RATE, duration_s=3)
+
+    real_to_parquet = pd.DataFrame.to_parquet
+
+    def disk_full(self, path, *args, **kwargs):  # the disk fills up once the manifest is written
+        if "parts" in str(path):
+            raise OSError(28, "No space left on device")
+        return real_to_parquet(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", disk_full)
+    with pytest.raises(InputError, match=r"parts/.*No space left on device.*finished files are kept"):
+        run_job(command="predict", audio_root=archive, out_dir=tmp_path / "job", scorer=WindowChunks(EnergyScorer()), settings={})
+    assert not list((tmp_path / "job").rglob("*.tmp"))
+
+
 def test_plan_chunks_cover_the_file_and_overlap():
     plan = plan_chunks(100, chunk=30, overlap=10)
     assert plan == [(0, 30, 40), (30, 60, 70), (60, 90, 100), (90, 100, 100)]

@@ -87,13 +87,18 @@ def part_name(relative_path: str) -> str:
 
 
 def write_part(path: Path, rows: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A Parquet file replaced in one step (temporary file + rename)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         rows.to_parquet(tmp, index=False)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # a full or read-only disk: say where, and that finished files are safe
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"{path}: cannot write results ({exc.strerror or exc}); free space or fix permissions and run "
+                         "the same command again: finished files are kept") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -121,7 +126,7 @@ def run_job(*, command: str, audio_root: str | Path, out_dir: str | Path, scorer
     if previous is not None and retry_failed:
         previous = previous[previous["error"].fillna("") == ""]  # unreadable files are probed again
     manifest = list_archive(audio_root, previous=previous, skip=[out_dir])
-    manifest.to_frame().to_parquet(out_dir / MANIFEST_FILE, index=False)
+    write_part(out_dir / MANIFEST_FILE, manifest.to_frame())
     if not manifest.entries:
         raise InputError(f"{audio_root}: no audio recordings (FLAC, WAV, MP3, OGG) found"
                          + (f"; ignored: {manifest.ignored}" if manifest.ignored else ""))
