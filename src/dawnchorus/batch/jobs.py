@@ -8,6 +8,7 @@ with ``engine.read_parts``), ``failed.csv`` and the chosen outputs.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -60,7 +61,12 @@ def predict_archive(*, run_dirs: Sequence[str | Path], audio_root: str | Path, o
         torch_device = resolve_device(device)
         runs = [load_run(r, device=torch_device, pseudo_round=pseudo_round) for r in run_dirs]
         scorer = CnnScorer(runs=runs, window_s=window_s, hop_s=hop_s, batch_size=batch_size, device=torch_device)
-        default_aggregate, top_k = runs[0].config.infer.aggregate, runs[0].config.infer.top_k
+        infer = runs[0].config.infer
+        if infer.frame_step_s is not None or infer.extra_window_s or infer.tta_shifts > 1:
+            warnings.warn(f"{run_dirs[0]}: predicts on a frame grid (frame step, extra windows or TTA) in memory; an "
+                          "archive job scores one row per window (the clip output); use --out FILE.csv for the grid",
+                          stacklevel=2)
+        default_aggregate, top_k = infer.aggregate, infer.top_k
     aggregate = aggregate or default_aggregate
     check_aggregation(aggregate, top_k)
     species, bands = scorer.species, _bands(run_dirs[0])
