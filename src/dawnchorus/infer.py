@@ -1,8 +1,10 @@
 """Sliding-window inference over whole recordings, fold/model averaging, and outputs.
 
-Recordings are streamed one at a time (the next one decodes in a background thread while
-the model runs), windows from consecutive recordings share batches, and only per-window
-scores are kept, so memory stays bounded whatever the size of the archive.
+One row per window (the default) runs on the batch engine's loop (``batch.engine.score_recordings``):
+each recording read in chunks, decoding a few chunks ahead, so memory does not grow with file
+length. A frame grid (frame-level heads, several window lengths, shifted passes) decodes whole
+recordings, the next one in a background thread, windows of consecutive recordings sharing
+batches. Only per-window scores are kept, whatever the size of the archive.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from .config import RunConfig, load_config
-from .data.audio import find_audio_files, load_audio, n_samples, window_starts
+from .data.audio import find_audio_files, load_audio, n_samples, probe_audio, window_starts
 from .data.species import SpeciesTable, read_species_csv, species_column
 from .errors import AudioError, InputError
 from .models import ClassLayout, Detector, build_model, resolve_device
@@ -164,7 +166,10 @@ def predict_windows(*, run: LoadedRun, audio_paths: dict[str, Path], window_s: f
     windows_s = list(dict.fromkeys([float(window_s), *map(float, extra_window_s), *(class_window_s or {}).values()]))
     scale_weights = _scale_weights(windows_s, columns, class_window_s or {})
     grid_mode = frame_step_s is not None or len(windows_s) > 1 or tta_shifts > 1
-    if grid_mode and frame_step_s is None:
+    if not grid_mode:
+        return _window_rows(run=run, audio_paths=audio_paths, window_s=window_s, hop_s=hop_s, batch_size=batch_size,
+                            device=device, fold_classes=fold_classes, columns=columns, progress=progress)
+    if frame_step_s is None:
         frame_step_s = hop_s / max(1, tta_shifts)
     hop = n_samples(hop_s, rate)
     ids, paths = list(audio_paths), list(audio_paths.values())
@@ -174,8 +179,7 @@ def predict_windows(*, run: LoadedRun, audio_paths: dict[str, Path], window_s: f
 
     def flush():
         grids = [_FrameGrid(w.shape[0], rate=rate, step_s=frame_step_s, n_classes=len(columns), n_scales=len(windows_s))
-                 for _, w in pending] if grid_mode else None
-        rows: list[list[tuple[tuple[str, float, float], np.ndarray]]] = [[] for _ in pending]
+                 for _, w in pending]
         for scale, length_s in enumerate(windows_s):
             window = n_samples(length_s, rate)
             where, stacks = [], []  # windows of every pending recording share batches
@@ -191,20 +195,11 @@ def predict_windows(*, run: LoadedRun, audio_paths: dict[str, Path], window_s: f
                                             fold_classes=fold_classes)
                 clip, frame = clip.cpu().numpy(), (frame.cpu().numpy() if frame is not None else None)
                 for row, (position, start) in enumerate(where[first : first + batch_size]):
-                    if grids is not None:
-                        grids[position].add(start, window, clip[row], frame[row] if frame is not None else None, scale=scale)
-                    else:
-                        recording, wave = pending[position]
-                        end = min(start + window, max(wave.shape[0], window))
-                        rows[position].append(((ids[recording], start / rate, end / rate), clip[row]))
+                    grids[position].add(start, window, clip[row], frame[row] if frame is not None else None, scale=scale)
         for position, (recording, _) in enumerate(pending):
-            if grids is not None:
-                grid_keys, grid_scores = grids[position].rows(scale_weights)
-                keys.extend((ids[recording], a, b) for a, b in grid_keys)
-                scores.append(grid_scores)
-            elif rows[position]:
-                keys.extend(key for key, _ in rows[position])
-                scores.append(np.stack([value for _, value in rows[position]]))
+            grid_keys, grid_scores = grids[position].rows(scale_weights)
+            keys.extend((ids[recording], a, b) for a, b in grid_keys)
+            scores.append(grid_scores)
         pending.clear()
 
     iterator = _recordings(paths, rate)
@@ -224,6 +219,33 @@ def predict_windows(*, run: LoadedRun, audio_paths: dict[str, Path], window_s: f
     frame = pd.DataFrame(keys, columns=["recording_id", "t_start_s", "t_end_s"])
     values = np.concatenate(scores) if scores else np.zeros((0, len(columns)))
     return pd.concat([frame, pd.DataFrame(values.astype(np.float32), columns=columns)], axis=1)
+
+
+def _window_rows(*, run: LoadedRun, audio_paths: dict[str, Path], window_s: float, hop_s: float, batch_size: int,
+                 device: torch.device, fold_classes: bool, columns: list[str], progress: bool) -> pd.DataFrame:
+    """One row per window, read and scored in chunks by the batch engine (the archive jobs' loop);
+    an unreadable recording is skipped with a warning naming it."""
+    from .batch.engine import score_recordings
+    from .batch.scoring import WindowChunks
+
+    scorer = WindowChunks(CnnScorer(runs=[run], window_s=window_s, hop_s=hop_s, batch_size=batch_size, device=device,
+                                    fold_classes=fold_classes))
+    headers = []
+    for recording_id, path in audio_paths.items():
+        try:
+            headers.append((recording_id, probe_audio(path)))
+        except AudioError as exc:
+            warnings.warn(f"skipped: {exc}", stacklevel=3)
+    tables = []
+    for recording_id, rows, error, _ in score_recordings(headers, scorer=scorer, progress=progress):
+        if error is not None:
+            warnings.warn(f"skipped: {error}", stacklevel=3)
+            continue
+        rows.insert(0, "recording_id", recording_id)
+        tables.append(rows)
+    if not tables:
+        return pd.DataFrame(columns=["recording_id", "t_start_s", "t_end_s", *columns])
+    return pd.concat(tables, ignore_index=True)
 
 
 def predict_out_of_fold(*, run: LoadedRun, audio_paths: dict[str, Path], device: torch.device, progress: bool = False,
@@ -363,7 +385,7 @@ class CnnScorer:
     probabilities, the mean over every fold of every run, one column per species."""
 
     def __init__(self, *, runs: Sequence[LoadedRun], window_s: float | None = None, hop_s: float | None = None,
-                 batch_size: int | None = None, device: torch.device):
+                 batch_size: int | None = None, device: torch.device, fold_classes: bool = True):
         if not runs:
             raise InputError("give at least one run directory")
         infer = runs[0].config.infer
@@ -377,15 +399,15 @@ class CnnScorer:
                                  f"{self.sample_rate_hz} Hz; archive jobs score runs of one sample rate together")
         self.window_s, self.hop_s = float(window_s or infer.window_s), float(hop_s or infer.hop_s)
         self.batch_size = int(batch_size or infer.batch_size)
-        self.species = runs[0].species
-        self.columns = runs[0].species.columns
+        self.species, self.fold_classes = runs[0].species, fold_classes
+        self.columns = runs[0].species.columns if fold_classes else class_columns(runs[0].layout)
 
     @torch.no_grad()
     def score(self, windows: np.ndarray) -> np.ndarray:
         batch = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
         total = None
         for run in self.runs:
-            clip, _ = _model_scores(run, batch, fold_classes=True)
+            clip, _ = _model_scores(run, batch, fold_classes=self.fold_classes)
             total = clip if total is None else total + clip
         return (total / len(self.runs)).cpu().numpy().astype(np.float32)
 

@@ -22,7 +22,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -144,8 +144,10 @@ def run_job(*, command: str, audio_root: str | Path, out_dir: str | Path, scorer
             todo.append(entry)
     done_now, hours = 0, 0.0
     try:
-        for entry, rows, error, seconds in _score_files(todo, root=audio_root, scorer=scorer, channel=channel,
-                                                        workers=workers, chunk_s=chunk_s, progress=progress):
+        headers = [(e, AudioInfo(path=e.absolute(audio_root), sample_rate_hz=e.sample_rate_hz,
+                                 n_frames=int(round(e.duration_s * e.sample_rate_hz)), channels=e.channels)) for e in todo]
+        for entry, rows, error, seconds in score_recordings(headers, scorer=scorer, channel=channel, workers=workers,
+                                                            chunk_s=chunk_s, progress=progress):
             if error is not None:
                 journal.record(JournalEntry(entry.path, "failed", entry.size_bytes, entry.mtime_ns, error=error, seconds=seconds))
                 continue
@@ -234,25 +236,26 @@ def _executor(workers: int) -> Executor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
 
 
-def _score_files(entries: list[ManifestEntry], *, root: Path, scorer: ChunkScorer, channel: int | None, workers: int,
-                 chunk_s: float, progress: bool) -> Iterator[tuple[ManifestEntry, pd.DataFrame | None, str | None, float]]:
-    """Each file's finished rows (or its error), in order; decoding stays a few chunks ahead."""
+def score_recordings(items: Sequence[tuple[Any, AudioInfo]], *, scorer: ChunkScorer, channel: int | None = None,
+                     workers: int = 1, chunk_s: float = DEFAULT_CHUNK_S,
+                     progress: bool = False) -> Iterator[tuple[Any, pd.DataFrame | None, str | None, float]]:
+    """``(key, rows, error, seconds)`` for each ``(key, header)`` in order: the recording's rows
+    (times absolute in the file) or why it could not be read. Decoding stays a few chunks ahead;
+    memory depends on ``chunk_s``, not on the length of a file."""
     trim_heap, chunks_scored = _heap_trimmer(), 0
     rate = scorer.sample_rate_hz
     step = max(1, n_samples(scorer.step_s, rate))
     chunk = max(step, int(round(chunk_s * rate / step)) * step)
     overlap = n_samples(scorer.overlap_s, rate)
     tasks = []  # (entry index, chunk index, chunk count, task)
-    for index, entry in enumerate(entries):
-        if channel is not None and channel >= entry.channels:
+    for index, (_, info) in enumerate(items):
+        if channel is not None and channel >= info.channels:
             tasks.append((index, 0, 1, None))
             continue
-        info = AudioInfo(path=entry.absolute(root), sample_rate_hz=entry.sample_rate_hz,
-                         n_frames=int(round(entry.duration_s * entry.sample_rate_hz)), channels=entry.channels)
-        plan = plan_chunks(n_samples(entry.duration_s, rate), chunk=chunk, overlap=overlap)
+        plan = plan_chunks(n_samples(info.duration_s, rate), chunk=chunk, overlap=overlap)
         for number, (offset, own_until, read_until) in enumerate(plan):
             tasks.append((index, number, len(plan), (str(info.path), rate, offset, read_until, channel, info, own_until)))
-    bar = tqdm(total=len(entries), desc="files", unit="file", disable=not progress) if tqdm is not None else None
+    bar = tqdm(total=len(items), desc="files", unit="file", disable=not progress) if tqdm is not None else None
     ahead = max(2, 2 * workers)
     started, audio_s = time.perf_counter(), 0.0
     with _executor(workers) as pool:
@@ -268,19 +271,19 @@ def _score_files(entries: list[ManifestEntry], *, root: Path, scorer: ChunkScore
                 pending.append((item, pool.submit(decode_chunk, task[:6]) if task is not None else None))
 
         refill()
-        current, rows, error, file_started = None, [], None, time.perf_counter()
+        rows, error, file_started = [], None, time.perf_counter()
         while pending:
             (index, number, count, task), future = pending.popleft()
             refill()
-            entry = entries[index]
+            key, info = items[index]
             if number == 0:
-                current, rows, error, file_started = index, [], None, time.perf_counter()
+                rows, error, file_started = [], None, time.perf_counter()
             if task is None:
-                error = f"{entry.path}: has {entry.channels} channel(s); --channel {channel} does not exist (channels count from 0)"
+                error = f"{info.path}: has {info.channels} channel(s); --channel {channel} does not exist (channels count from 0)"
             elif error is None:
                 try:
                     samples = future.result()
-                    offset, own_until, n_total = task[2], task[6], n_samples(entry.duration_s, rate)
+                    offset, own_until, n_total = task[2], task[6], n_samples(info.duration_s, rate)
                     rows.append(scorer.score_chunk(samples, offset=offset, own_until=own_until, n_total=n_total))
                     del samples
                     chunks_scored += 1
@@ -294,10 +297,10 @@ def _score_files(entries: list[ManifestEntry], *, root: Path, scorer: ChunkScore
                 seconds = time.perf_counter() - file_started
                 if error is None:
                     finished = scorer.finish(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame())
-                    yield entry, finished.reset_index(drop=True), None, seconds
-                    audio_s += entry.duration_s
+                    yield key, finished.reset_index(drop=True), None, seconds
+                    audio_s += info.duration_s
                 else:
-                    yield entry, None, error, seconds
+                    yield key, None, error, seconds
                 if bar is not None:
                     bar.update(1)
                     elapsed = time.perf_counter() - started
