@@ -4,6 +4,8 @@ import pytest
 import soundfile as sf
 
 from dawnchorus.data import find_audio_files, load_audio, probe_audio, resample
+from dawnchorus.data.audio import window_starts, window_starts_between
+from hypothesis import given, settings, strategies as st
 from dawnchorus.errors import AudioError
 
 from conftest import write_tone
@@ -108,3 +110,13 @@ def test_find_audio_files_rejects_duplicate_ids(tmp_path):
     with pytest.raises(AudioError, match="share the recording id 'rec'"):
         find_audio_files(tmp_path)
     assert list(find_audio_files(tmp_path / "a")) == ["rec"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(n_total=st.integers(1, 5000), window=st.integers(1, 600), hop=st.integers(1, 600),
+       first=st.integers(0, 5000), length=st.integers(1, 3000))
+def test_window_starts_between_are_the_whole_file_starts_in_that_span(n_total, window, hop, first, length):
+    whole = window_starts(n_total, window=window, hop=hop)
+    expected = whole[(whole >= first) & (whole < first + length)]
+    got = window_starts_between(n_total, window=window, hop=hop, first=first, stop=first + length)
+    assert got.tolist() == expected.tolist()

@@ -14,9 +14,9 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..atomic import atomic_write_text
 from ..errors import InputError
 from .engine import DEFAULT_CHUNK_S, JobSummary, run_job
-from .journal import atomic_write_text
 from .scoring import WindowChunks
 
 DEFAULT_FORMATS = ("submission", "summary", "raven")
@@ -99,9 +99,8 @@ def write_raven_for_windows(*, windows: pd.DataFrame, audio_root: str | Path, ou
                             run_dir: str | Path | None = None) -> list[Path]:
     """Raven selection tables for an in-memory window table (``predict --out FILE.csv --raven DIR``):
     the same writer as archive jobs, the recordings found under ``audio_root`` by their ids."""
-    from ..data.audio import find_audio_files, probe_audio
-    from ..data.timestamps import site_of
-    from .manifest import ManifestEntry
+    from ..data.audio import find_audio_files
+    from .manifest import describe_file
     from .outputs import RavenTables
 
     audio_root = Path(audio_root)
@@ -109,11 +108,8 @@ def write_raven_for_windows(*, windows: pd.DataFrame, audio_root: str | Path, ou
     writer = RavenTables(out_dir=out_dir, audio_root=audio_root, species=species, threshold=threshold,
                          bands=_bands(run_dir) if run_dir is not None else None)
     for recording_id, rows in windows.groupby("recording_id", sort=False):
-        path = paths[recording_id]
-        info, stat = probe_audio(path), path.stat()
-        relative = path.relative_to(audio_root).as_posix()
-        entry = ManifestEntry(recording_id, relative, stat.st_size, stat.st_mtime_ns, duration_s=info.duration_s,
-                              sample_rate_hz=info.sample_rate_hz, channels=info.channels, site=site_of(relative))
+        relative = paths[recording_id].relative_to(audio_root).as_posix()
+        entry = describe_file(audio_root, relative, recording_id)
         writer.add(entry, rows.assign(path=relative))
     return writer.close()
 

@@ -66,8 +66,10 @@ class Manifest:
         return pd.DataFrame([asdict(e) for e in self.entries], columns=[f.name for f in fields(ManifestEntry)])
 
 
-def _probe(root: Path, relative: str, recording_id: str, stat: os.stat_result) -> ManifestEntry:
+def describe_file(root: Path, relative: str, recording_id: str, stat: os.stat_result | None = None) -> ManifestEntry:
+    """The manifest entry of one file under ``root``: its header, site and start time, or why it is unreadable."""
     path = root / relative
+    stat = stat if stat is not None else path.stat()
     base = dict(recording_id=recording_id, path=relative, size_bytes=int(stat.st_size), mtime_ns=int(stat.st_mtime_ns),
                 site=site_of(relative))
     if path.suffix.lower() not in AUDIO_EXTENSIONS:
@@ -124,7 +126,7 @@ def list_archive(root: str | Path, *, previous: pd.DataFrame | None = None, skip
                 and old["recording_id"] == recording_id:
             entries.append(_from_row(old))
         else:
-            entries.append(_probe(root, relative, recording_id, stat))
+            entries.append(describe_file(root, relative, recording_id, stat))
     entries.sort(key=lambda e: e.path)
     return Manifest(root=root, entries=tuple(entries), ignored=dict(sorted(ignored.items())))
 

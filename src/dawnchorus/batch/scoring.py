@@ -16,7 +16,7 @@ from typing import Protocol, Sequence
 import numpy as np
 import pandas as pd
 
-from ..data.audio import n_samples, window_starts
+from ..data.audio import n_samples, window_starts_between
 
 VECTOR_COLUMN = "vector"
 
@@ -64,8 +64,8 @@ class WindowChunks:
         return {"window_s": self.scorer.window_s, "hop_s": self.scorer.hop_s, **self.scorer.fingerprint()}
 
     def score_chunk(self, samples: np.ndarray, *, offset: int, own_until: int, n_total: int) -> pd.DataFrame:
-        starts = window_starts(max(n_total, self.window), window=self.window, hop=self.hop)
-        starts = starts[(starts >= offset) & (starts < own_until)]
+        starts = window_starts_between(max(n_total, self.window), window=self.window, hop=self.hop, first=offset,
+                                       stop=own_until)
         if starts.size == 0:
             return self._frame(starts, np.zeros((0, len(self.scorer.columns or ()))), n_total)
         need = int(starts[-1] - offset + self.window)

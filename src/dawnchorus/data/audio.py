@@ -226,3 +226,15 @@ def window_starts(n_total: int, *, window: int, hop: int) -> np.ndarray:
     if starts[-1] + window < n_total:
         starts = np.append(starts, n_total - window)
     return starts
+
+
+def window_starts_between(n_total: int, *, window: int, hop: int, first: int, stop: int) -> np.ndarray:
+    """The starts of ``window_starts(n_total, ...)`` that lie in ``[first, stop)``, without listing
+    the whole file's windows (a chunk of a 24-hour file asks for its own few)."""
+    if n_total <= window:
+        return np.zeros(1 if first <= 0 < stop else 0, dtype=np.int64)
+    last = n_total - window
+    starts = np.arange(-(-max(first, 0) // hop) * hop, min(stop, last + 1), hop, dtype=np.int64)
+    if last % hop and first <= last < stop:  # the extra window that ends at the end of the file
+        starts = np.append(starts, last)
+    return starts
