@@ -142,7 +142,8 @@ class PostprocessResult:
 def postprocess(*, scores: pd.DataFrame, prior: dict[int, float] | None = None, method: str = "odds",
                 reference: dict[int, float] | None = None, estimate: str = "cc", factor: float | None = None,
                 labels_per_recording: float | None = None, gamma: float = 0.5, cc_threshold: float = CC_THRESHOLD,
-                estimate_from: pd.DataFrame | None = None, source: str = "scores") -> PostprocessResult:
+                estimate_from: pd.DataFrame | None = None, cc_rates: tuple[float, float] | None = None,
+                source: str = "scores") -> PostprocessResult:
     """Rescale every species column of ``scores`` (``recording_id,s0..``) by a per-species factor:
     one fixed ``factor``, or one derived from the ``prior`` table or estimated prevalences.
 
@@ -155,6 +156,7 @@ def postprocess(*, scores: pd.DataFrame, prior: dict[int, float] | None = None, 
     ``estimate_from`` is another table of the same recordings to estimate the prevalence on:
     the k-th best window scores with the run's persistence threshold (``persistence_from_run``),
     or a pseudo-label teacher's scores, whose calibration the students do not share.
+    ``cc_rates`` is ``(tpr, fpr)`` at ``cc_threshold`` for ``estimate="acc"`` (``priors.persistence_rates_from_run``).
     """
     if method not in SCALINGS:
         raise InputError(f"scaling '{method}' is unknown; use one of {', '.join(SCALINGS)}")
@@ -182,7 +184,8 @@ def postprocess(*, scores: pd.DataFrame, prior: dict[int, float] | None = None, 
             raise InputError(f"estimator '{estimate}' is unknown; use one of {', '.join(ESTIMATORS)}")
         start = np.clip(values.mean(axis=0), *prevalence_bounds(len(values))) if ref is None else ref
         ref = np.full(n_species, 0.5) if ref is None else ref
-        extra = {"count": {"labels_per_recording": labels_per_recording}, "cc": {"threshold": cc_threshold}}.get(estimate, {})
+        extra = {"count": {"labels_per_recording": labels_per_recording}, "cc": {"threshold": cc_threshold},
+                 "acc": {"threshold": cc_threshold, "rates": cc_rates}}.get(estimate, {})
         counted = values if estimate_from is None else _aligned_scores(estimate_from, like=scores, columns=columns)
         found = ESTIMATORS[estimate](counted, ref, start=start, columns=columns, **extra)
         prevalence, described = found.prevalence, f"{estimate} estimate ({found.iterations} iterations)"

@@ -1,7 +1,8 @@
 """Test prevalence: estimating it from scores, and the calibration a run keeps for that.
 
-Estimators, each per species: ``cc`` (classify and count, the default) is the share of
-recordings scoring above a threshold; ``em`` is Saerens, Latinne & Decaestecker's (2002) EM for
+Estimators, each per species: ``cc`` (classify and count) is the share of
+recordings scoring above a threshold; ``acc`` corrects that share for the detector's
+true- and false-positive rates at the threshold (adjusted classify and count); ``em`` is Saerens, Latinne & Decaestecker's (2002) EM for
 prior shift; ``count`` is the same EM constrained so that the expected number of species per
 recording equals a labels-per-recording target. EM recovers the prevalence when scores are
 calibrated at the reference prior (see the tests), but recording scores are a max (or top-k
@@ -128,7 +129,31 @@ def estimate_prevalence_cc(scores: np.ndarray, reference: np.ndarray, *, thresho
                          1, True)
 
 
-ESTIMATORS = {"em": estimate_prevalence_em, "count": estimate_prevalence_count, "cc": estimate_prevalence_cc}
+def estimate_prevalence_acc(scores: np.ndarray, reference: np.ndarray, *, threshold: float = CC_THRESHOLD,
+                            rates: tuple[float, float] | None = None, columns: list[str] | None = None, **_) -> PriorEstimate:
+    """Adjusted classify and count (Forman 2008): the share ``c`` of recordings over ``threshold``
+    corrected for the detector's rates there, ``(c - fpr) / (tpr - fpr)``.
+
+    ``rates`` is ``(tpr, fpr)``, pooled over species on the run's out-of-fold recordings
+    (``persistence_rates_from_run``): pooled, because a few held-out recordings per species
+    give rates too noisy to divide by. Classify and count alone undercounts a species for
+    every present recording its detector misses, which is what collapses very common species."""
+    if rates is None:
+        raise InputError("adjusted classify and count needs the detector's (tpr, fpr) at its threshold: "
+                         "give a --run trained by this version (calibration.json), or use --estimate cc")
+    tpr, fpr = (float(r) for r in rates)
+    if not (0.0 <= fpr < tpr <= 1.0):
+        raise InputError(f"adjusted classify and count needs 0 <= fpr < tpr <= 1; got tpr {tpr:g}, fpr {fpr:g}")
+    scores = np.asarray(scores, dtype=np.float64)
+    low, high = prevalence_bounds(scores.shape[0])
+    counted = (scores > threshold).mean(axis=0)
+    prevalence = np.clip((counted - fpr) / (tpr - fpr), low, high)
+    return PriorEstimate(prevalence, odds_scale(scores, odds(prevalence) / odds(np.asarray(reference, dtype=np.float64))),
+                         1, True)
+
+
+ESTIMATORS = {"em": estimate_prevalence_em, "count": estimate_prevalence_count, "cc": estimate_prevalence_cc,
+              "acc": estimate_prevalence_acc}
 
 
 def _calibration(run_dir: str | Path) -> dict | None:
@@ -164,6 +189,24 @@ def threshold_from_run(run_dir: str | Path) -> float:
     if "cc_threshold" not in calibration:
         raise InputError(f"{path}: no cc_threshold; delete the file to fall back to the threshold {CC_THRESHOLD}")
     return _checked_threshold(calibration["cc_threshold"], path=path, field="cc_threshold")
+
+
+def persistence_rates_from_run(run_dir: str | Path) -> tuple[float, float] | None:
+    """``(tpr, fpr)`` of the run's persistence rule on its out-of-fold recordings, pooled over
+    species, for adjusted classify and count; None for runs trained before they were kept."""
+    calibration = _calibration(run_dir)
+    rule = None if calibration is None else calibration.get("persistence")
+    if not isinstance(rule, dict) or "tpr" not in rule or "fpr" not in rule:
+        return None
+    path = Path(run_dir) / "calibration.json"
+    try:
+        tpr, fpr = float(rule["tpr"]), float(rule["fpr"])
+    except (TypeError, ValueError):
+        tpr = fpr = float("nan")
+    if not (0.0 <= fpr < tpr <= 1.0):
+        raise InputError(f"{path}: persistence tpr {rule['tpr']!r} / fpr {rule['fpr']!r} must satisfy 0 <= fpr < tpr <= 1; "
+                         "delete the file to estimate with plain classify and count")
+    return tpr, fpr
 
 
 def persistence_from_run(run_dir: str | Path) -> tuple[int, float] | None:

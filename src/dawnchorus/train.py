@@ -176,7 +176,12 @@ def write_calibration(run_dir: Path, *, oof: pd.DataFrame, dataset: RfcxDataset,
                    "recordings": int(len(oof)), "present": int(y_true.sum())}
     if oof_windows is not None:
         kth = kth_best_window(oof_windows, species_columns=columns, k=persistence_windows)
-        calibration["persistence"] = {"windows": persistence_windows, "threshold": youden(kth)[0]}
+        kth_threshold, kth_true = youden(kth)
+        passed = kth[columns].to_numpy(dtype=np.float64) > kth_threshold
+        present_here = kth_true == 1
+        # rates for adjusted classify and count; fpr is an upper bound: "absent" holds unlabelled presences
+        calibration["persistence"] = {"windows": persistence_windows, "threshold": kth_threshold,
+                                      "tpr": float(passed[present_here].mean()), "fpr": float(passed[~present_here].mean())}
     (run_dir / "calibration.json").write_text(json.dumps(calibration, indent=1))
 
 

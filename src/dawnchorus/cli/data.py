@@ -21,13 +21,25 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same corpus."),
     duration_s: float = typer.Option(60.0, "--duration-s", help="Length of every recording in seconds."),
     workers: int = typer.Option(0, "--workers", help="Parallel processes (0 = all cores)."),
-    species_csv: Optional[Path] = typer.Option(None, "--species", help="Species table (default: the 24 RFCx species)."),
+    species_csv: Optional[Path] = typer.Option(None, "--species", help="Species table (default: the RFCx species)."),
+    world_name: str = typer.Option("reference", "--world", help="Named world (see --list-worlds): call families, noise, labels, prevalence."),
+    backgrounds: Optional[Path] = typer.Option(None, "--backgrounds", help="Folder of real soundscapes, for worlds that mix them in."),
+    list_worlds: bool = typer.Option(False, "--list-worlds", help="List the named worlds and exit."),
 ):
     """Generate a synthetic soundscape corpus in the Kaggle layout, with ground truth."""
-    from ..synth import SynthConfig, generate_corpus
+    import dataclasses
 
-    config = SynthConfig(n_train=n_train, n_test=n_test, seed=seed, duration_s=duration_s, workers=workers,
-                         species_csv=str(species_csv) if species_csv else None)
+    from ..synth import generate_corpus, world
+    from ..synth.worlds import world_table
+
+    if list_worlds:
+        for row in world_table():
+            typer.echo(f"{row['world']:20s} {row['role']:7s} {row['description']}")
+        return
+    config = world(world_name).config(n_train=n_train, n_test=n_test, seed=seed, duration_s=duration_s, workers=workers,
+                                      background_dir=backgrounds)
+    if species_csv:
+        config = dataclasses.replace(config, species_csv=str(species_csv))
     summary = generate_corpus(out_dir=out, config=config, progress=sys.stderr.isatty())
     typer.echo(f"wrote corpus to {out}")
     typer.echo(str(summary))

@@ -149,8 +149,11 @@ class SpeciesModel:
 
 
 @lru_cache(maxsize=8)
-def species_models(species: tuple[SpeciesInfo, ...]) -> tuple[SpeciesModel, ...]:
-    """Map table rows to recipes; ids beyond the 24 base recipes cycle them with a pitch shift."""
+def species_models(species: tuple[SpeciesInfo, ...], *, pitch_jitter: float = 0.0, seed: int = 0) -> tuple[SpeciesModel, ...]:
+    """Map table rows to recipes; ids beyond the base recipes cycle them with a pitch shift.
+
+    ``pitch_jitter`` > 0 moves each species' calls by its own factor in [1/(1+j), 1+j] (drawn
+    from ``seed`` and the species id), so that a world's call families differ from the base."""
     out = []
     for info in species:
         base = info.species_id % N_BASE
@@ -161,22 +164,30 @@ def species_models(species: tuple[SpeciesInfo, ...]) -> tuple[SpeciesModel, ...]
             top = max(nominal_box(rec)[3] for rec in songs.values())
             factor = min(factor, 0.9 * MAX_FREQ_HZ / top)
             songs = {st: _scale_recipe(rec, factor) for st, rec in songs.items()}
+        if pitch_jitter > 0:
+            draw = np.random.default_rng(np.random.SeedSequence([seed, 13, info.species_id])).uniform(-1.0, 1.0)
+            factor = float(np.exp(draw * np.log1p(pitch_jitter)))
+            top = max(nominal_box(rec)[3] for rec in songs.values())
+            songs = {st: _scale_recipe(rec, min(factor, 0.9 * MAX_FREQ_HZ / top)) for st, rec in songs.items()}
         taxon = info.taxon or ("frog" if base in FROG_IDS else "bird")
         out.append(SpeciesModel(info.species_id, taxon, info.prevalence, tuple(sorted(songs.items()))))
     return tuple(out)
 
 
-def vary(recipe: CallRecipe, rng: np.random.Generator, *, fscale: float = 1.0, tscale: float = 1.0) -> list[Syllable]:
-    """One natural rendition of ``recipe`` (syllables), optionally pitch-shifted or re-timed."""
-    fs = fscale * (1.0 + float(np.clip(rng.normal(0, 0.035), -0.08, 0.08)))
-    ts = tscale * (1.0 + float(np.clip(rng.normal(0, 0.07), -0.15, 0.15)))
+def vary(recipe: CallRecipe, rng: np.random.Generator, *, fscale: float = 1.0, tscale: float = 1.0,
+         variation: float = 1.0) -> list[Syllable]:
+    """One natural rendition of ``recipe`` (syllables), optionally pitch-shifted or re-timed;
+    ``variation`` scales every natural deviation (1 = the documented amounts)."""
+    v = float(variation)
+    fs = fscale * (1.0 + v * float(np.clip(rng.normal(0, 0.035), -0.08, 0.08)))
+    ts = tscale * max(0.3, 1.0 + v * float(np.clip(rng.normal(0, 0.07), -0.15, 0.15)))
     syl = list(recipe.syllables)
     if recipe.truncatable and len(syl) > 4:
         syl = syl[: len(syl) - int(rng.integers(0, len(syl) // 4 + 1))]
     n = len(syl)
-    fj = 1.0 + np.clip(rng.normal(0, 0.012, n), -0.03, 0.03)
-    slope = 1.0 + np.clip(rng.normal(0, 0.03, n), -0.06, 0.06)
-    amp = 10.0 ** (rng.normal(0, 1.5, n) / 20.0)
+    fj = 1.0 + v * np.clip(rng.normal(0, 0.012, n), -0.03, 0.03)
+    slope = 1.0 + v * np.clip(rng.normal(0, 0.03, n), -0.06, 0.06)
+    amp = 10.0 ** (v * rng.normal(0, 1.5, n) / 20.0)
     return [
         replace(s, t0=s.t0 * ts, dur=s.dur * ts, f0=s.f0 * fs * fj[i], f1=s.f1 * fs * fj[i] * slope[i],
                 bend=s.bend * fs, amp=s.amp * amp[i], noise_bw=s.noise_bw * fs)

@@ -11,11 +11,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dawnchorus.errors import InputError
 
 DEFAULT_SPECIES_RESOURCE = "rfcx_species.csv"
+FP_MODES = ("lookalike", "random")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,24 @@ class SynthConfig:
     insects_per_minute: float = 1.3
     rain_prob: float = 0.25
     wind_prob: float = 0.35
+    # --- the world: what varies between worlds (synth/worlds.py), defaults = the reference world ---
+    # reassign the table's prevalences to other species (None keeps the table's)
+    prevalence_permutation_seed: int | None = None
+    # each species' calls pitch-shifted by a factor in [1/(1+j), 1+j], fixed per species and seed
+    species_pitch_jitter: float = 0.0
+    # multiplies the natural variation of every rendition (pitch, tempo, slopes, loudness)
+    call_variation: float = 1.0
+    # share of recordings in reverberant surroundings, and the range of their RT60
+    reverb_prob: float = 0.0
+    reverb_rt60_range_s: tuple[float, float] = (0.3, 1.2)
+    # real soundscapes mixed into the ambient bed: a folder of audio files, the share of
+    # recordings that get one, and its level relative to the synthetic bed (dB)
+    background_dir: str | None = None
+    background_mix_prob: float = 0.0
+    background_level_db_range: tuple[float, float] = (-6.0, 6.0)
+    # FP boxes: "lookalike" (on a distractor or another sound in the species' band, like a
+    # template matcher's false alarms) or "random" (anywhere the species is silent)
+    fp_mode: str = "lookalike"
 
     def __post_init__(self) -> None:
         def bad(field: str, why: str) -> InputError:
@@ -75,7 +95,8 @@ class SynthConfig:
             raise bad("alt_rate_fraction", "must be between 0 and 1")
         if not isinstance(self.workers, int) or self.workers < 0:
             raise bad("workers", "must be an integer >= 0 (0 = one per CPU core)")
-        for field in ("snr_db_range", "focus_snr_db_range", "distractor_shift_range"):
+        for field in ("snr_db_range", "focus_snr_db_range", "distractor_shift_range", "reverb_rt60_range_s",
+                      "background_level_db_range"):
             value = getattr(self, field)
             if (
                 not isinstance(value, (tuple, list))
@@ -92,18 +113,35 @@ class SynthConfig:
             "distractors_per_minute",
             "fp_per_tp",
             "insects_per_minute",
+            "call_variation",
         ):
             value = getattr(self, field)
             if not _finite(value) or value < 0:
                 raise bad(field, "must be a number >= 0")
-        for field in ("second_tp_prob", "background_tp_prob", "rain_prob", "wind_prob"):
+        for field in ("second_tp_prob", "background_tp_prob", "rain_prob", "wind_prob", "reverb_prob",
+                      "background_mix_prob"):
             value = getattr(self, field)
             if not _finite(value) or not 0.0 <= value <= 1.0:
                 raise bad(field, "must be a probability between 0 and 1")
-        if self.species_csv is not None and not isinstance(self.species_csv, (str, Path)):
-            raise bad("species_csv", "must be a path or None")
-        if self.species_csv is not None:
-            object.__setattr__(self, "species_csv", str(self.species_csv))
+        for field in ("species_csv", "background_dir"):
+            value = getattr(self, field)
+            if value is not None and not isinstance(value, (str, Path)):
+                raise bad(field, "must be a path or None")
+            if value is not None:
+                object.__setattr__(self, field, str(value))
+        if self.background_mix_prob > 0 and self.background_dir is None:
+            raise bad("background_mix_prob", "needs background_dir, a folder of real soundscape recordings")
+        seed = self.prevalence_permutation_seed
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+            raise bad("prevalence_permutation_seed", "must be an integer >= 0 or None")
+        if not _finite(self.species_pitch_jitter) or not 0.0 <= self.species_pitch_jitter <= 0.5:
+            raise bad("species_pitch_jitter", "must lie in [0, 0.5]")
+        if self.call_variation > 4:
+            raise bad("call_variation", "must lie in [0, 4] (1 = the natural variation)")
+        if self.reverb_rt60_range_s[0] <= 0 or self.reverb_rt60_range_s[1] > 5:
+            raise bad("reverb_rt60_range_s", "RT60 values must lie in (0, 5] s")
+        if self.fp_mode not in FP_MODES:
+            raise bad("fp_mode", f"must be one of {', '.join(FP_MODES)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -115,6 +153,14 @@ class SynthConfig:
         if unknown:
             raise InputError(f"synth config: unknown field(s) {unknown}; known: {sorted(names)}")
         return cls(**data)
+
+    def world_species(self) -> tuple["SpeciesInfo", ...]:
+        """The species table as this world uses it: prevalences permuted when the world asks for it."""
+        species = load_species(self.species_csv)
+        if self.prevalence_permutation_seed is None:
+            return species
+        order = np.random.default_rng(np.random.SeedSequence([self.prevalence_permutation_seed, 11])).permutation(len(species))
+        return tuple(dataclasses.replace(s, prevalence=species[j].prevalence) for s, j in zip(species, order))
 
     @classmethod
     def from_json(cls, path: str | Path) -> "SynthConfig":

@@ -7,6 +7,7 @@ Output (under ``out_dir``)::
     sample_submission.csv             recording_id,s0..sN (all 0)
     species.csv                       species_id,scientific_name,songtype_ids ("1" or "1;4")
     truth/test_labels.csv             recording_id,s0..sN presence (0/1) per test recording
+    truth/prevalence.csv              species_id,prevalence: the world's prior (presence probability)
     truth/events.csv                  split,recording_id,species_id,songtype_id,kind,t_min,f_min,
                                       t_max,f_max,snr_db for every call and distractor placed
     synth_config.json                 the SynthConfig used
@@ -30,9 +31,9 @@ import soundfile as sf
 
 from dawnchorus.errors import InputError
 from dawnchorus.synth.calls import species_models
-from dawnchorus.synth.config import SpeciesInfo, SynthConfig, load_species
+from dawnchorus.synth.config import SpeciesInfo, SynthConfig
 from dawnchorus.synth.plan import choose_fp, choose_tp, make_distractors, sample_presence, schedule_species
-from dawnchorus.synth.scene import ambient_bed, mix_recording
+from dawnchorus.synth.scene import ambient_bed, mix_recording, real_background
 
 BOX_COLUMNS = ["recording_id", "species_id", "songtype_id", "t_min", "f_min", "t_max", "f_max"]
 EVENT_COLUMNS = ["split", "recording_id", "species_id", "songtype_id", "kind", "t_min", "f_min", "t_max", "f_max", "snr_db"]
@@ -64,11 +65,12 @@ class _Job:
     focus: int | None  # species_id
     sample_rate: int
     path: str
+    backgrounds: tuple[str, ...] = ()  # real soundscapes to mix in (config.background_dir)
 
 
 def _make_recording(job: _Job) -> dict:
     cfg = job.config
-    models = species_models(job.species)
+    models = species_models(job.species, pitch_jitter=cfg.species_pitch_jitter, seed=cfg.seed)
     sr, duration = job.sample_rate, cfg.duration_s
     n = int(round(duration * sr))
     plan_ss, bed_ss, mix_ss = np.random.SeedSequence([cfg.seed, SPLIT_CODE[job.split], job.index]).spawn(3)
@@ -82,10 +84,11 @@ def _make_recording(job: _Job) -> dict:
     for m, here in zip(models, present):
         if here:
             snr = cfg.focus_snr_db_range if m.species_id == job.focus else cfg.snr_db_range
-            events += schedule_species(m, duration=duration, sr=sr, rng=rng, snr_range=snr, rate_scale=cfg.call_rate_scale)
+            events += schedule_species(m, duration=duration, sr=sr, rng=rng, snr_range=snr, rate_scale=cfg.call_rate_scale,
+                                       variation=cfg.call_variation)
     n_dis = int(rng.poisson(cfg.distractors_per_minute * duration / 60.0))
-    events += make_distractors(models, n=n_dis, duration=duration, sr=sr, rng=rng,
-                               snr_range=cfg.snr_db_range, shift_range=cfg.distractor_shift_range)
+    events += make_distractors(models, n=n_dis, duration=duration, sr=sr, rng=rng, snr_range=cfg.snr_db_range,
+                               shift_range=cfg.distractor_shift_range, variation=cfg.call_variation)
     events.sort(key=lambda e: (e.t_min, e.species_id, e.kind))
 
     tp_rows, fp_rows = [], []
@@ -94,11 +97,16 @@ def _make_recording(job: _Job) -> dict:
                         background_prob=cfg.background_tp_prob, prevalence={m.species_id: m.prevalence for m in models})
         tp_rows = [(job.recording_id, e.species_id, e.songtype_id, e.t_min, e.f_min, e.t_max, e.f_max) for e in tps]
         n_fp = int(rng.poisson(cfg.fp_per_tp * len(tps)))
-        fps = choose_fp(events, models, n_fp=n_fp, duration=duration, sr=sr, rng=rng)
+        fps = choose_fp(events, models, n_fp=n_fp, duration=duration, sr=sr, rng=rng, mode=cfg.fp_mode)
         fp_rows = [(job.recording_id, *b) for b in fps]
 
-    bed, _info = ambient_bed(n, sr, np.random.default_rng(bed_ss), cfg)
-    audio = mix_recording(bed, sr, events, np.random.default_rng(mix_ss))
+    bed_rng, mix_rng = np.random.default_rng(bed_ss), np.random.default_rng(mix_ss)
+    bed, _info = ambient_bed(n, sr, bed_rng, cfg)
+    # world draws come after the reference world's, so its corpora stay as they were
+    if job.backgrounds and bed_rng.random() < cfg.background_mix_prob:
+        bed = bed + real_background(n, sr, bed_rng, files=job.backgrounds, bed=bed, level_db_range=cfg.background_level_db_range)
+    rt60 = float(mix_rng.uniform(*cfg.reverb_rt60_range_s)) if cfg.reverb_prob and mix_rng.random() < cfg.reverb_prob else None
+    audio = mix_recording(bed, sr, events, mix_rng, rt60_s=rt60)
     sf.write(job.path, audio, sr, subtype="PCM_16", format="FLAC")
     event_rows = [
         (job.split, job.recording_id, e.species_id, e.songtype_id, e.kind, e.t_min, e.f_min, e.t_max, e.f_max, e.snr_db)
@@ -118,7 +126,22 @@ def _recording_ids(seed: int, n: int) -> list[str]:
     return list(seen)
 
 
+def background_files(directory: str | None) -> tuple[str, ...]:
+    """Every audio file under ``directory`` (sorted, so a world is the same on every machine)."""
+    if directory is None:
+        return ()
+    from dawnchorus.data.audio import AUDIO_EXTENSIONS, walk_files
+
+    if not Path(directory).is_dir():
+        raise InputError(f"background_dir {directory!r} is not a folder; give a folder of real soundscape recordings")
+    files = tuple(sorted(str(p) for p in walk_files(directory) if p.suffix.lower() in AUDIO_EXTENSIONS))
+    if not files:
+        raise InputError(f"background_dir {directory!r} holds no audio file (FLAC, WAV, MP3, OGG, ...)")
+    return files
+
+
 def _jobs(cfg: SynthConfig, species: tuple[SpeciesInfo, ...], out: Path) -> list[_Job]:
+    backgrounds = background_files(cfg.background_dir)
     ids = _recording_ids(cfg.seed, cfg.n_train + cfg.n_test)
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 8]))
     species_ids = [s.species_id for s in species]
@@ -131,7 +154,8 @@ def _jobs(cfg: SynthConfig, species: tuple[SpeciesInfo, ...], out: Path) -> list
         for i in range(count):
             rid = ids[offset + i]
             jobs.append(_Job(cfg, species, split, i, rid, focus[i] if split == "train" else None,
-                             cfg.alt_sample_rate_hz if alt[i] else cfg.sample_rate_hz, str(out / split / f"{rid}.flac")))
+                             cfg.alt_sample_rate_hz if alt[i] else cfg.sample_rate_hz, str(out / split / f"{rid}.flac"),
+                             backgrounds))
     return jobs
 
 
@@ -169,7 +193,7 @@ def generate_corpus(*, out_dir: str | Path, config: SynthConfig, progress: bool 
     if not isinstance(config, SynthConfig):
         raise InputError(f"config must be a SynthConfig, got {type(config).__name__}")
     start = time.perf_counter()
-    species = load_species(config.species_csv)
+    species = config.world_species()
     out = Path(out_dir)
     try:
         for sub in ("train", "test", "truth"):
@@ -202,12 +226,15 @@ def generate_corpus(*, out_dir: str | Path, config: SynthConfig, progress: bool 
         labels.loc[rid, f"s{sid}"] = 1
     labels.reset_index().to_csv(out / "truth" / "test_labels.csv", index=False)
 
-    models = species_models(species)
+    models = species_models(species, pitch_jitter=config.species_pitch_jitter, seed=config.seed)
     pd.DataFrame({
         "species_id": [s.species_id for s in species],
         "scientific_name": [s.scientific_name for s in species],
         "songtype_ids": [";".join(str(st) for st in m.songtype_ids) for m in models],
     }).to_csv(out / "species.csv", index=False)
+    # the world's own prior table: what a host-paper table is for the RFCx species
+    pd.DataFrame({"species_id": [s.species_id for s in species], "prevalence": [s.prevalence for s in species]}).to_csv(
+        out / "truth" / "prevalence.csv", index=False)
     (out / "synth_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
     ids = [s.species_id for s in species]

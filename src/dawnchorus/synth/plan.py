@@ -58,7 +58,7 @@ def _free(busy: list[tuple[float, float]], a: float, b: float, gap: float) -> bo
 
 
 def schedule_species(model: SpeciesModel, *, duration: float, sr: int, rng: np.random.Generator,
-                     snr_range: tuple[float, float], rate_scale: float) -> list[Event]:
+                     snr_range: tuple[float, float], rate_scale: float, variation: float = 1.0) -> list[Event]:
     """Calls of one present species in one recording."""
     songs = model.songs
     if len(songs) > 1:
@@ -90,7 +90,7 @@ def schedule_species(model: SpeciesModel, *, duration: float, sr: int, rng: np.r
             st, rec = songs[int(rng.integers(len(songs)))]
             t = rng.uniform(EDGE_S, max(duration - rec.duration - EDGE_S, EDGE_S + 1e-3))
             for _ in range(int(k)):
-                syl = vary(rec, rng)
+                syl = vary(rec, rng, variation=variation)
                 if not add(t, st, syl) and t + rec.duration > duration - EDGE_S:
                     break
                 t += syllables_box(syl)[2] + gap * rng.uniform(0.85, 1.15)
@@ -98,7 +98,7 @@ def schedule_species(model: SpeciesModel, *, duration: float, sr: int, rng: np.r
         for _ in range(n_calls):
             st, rec = songs[int(rng.integers(len(songs)))]
             for _try in range(6):
-                syl = vary(rec, rng)
+                syl = vary(rec, rng, variation=variation)
                 span = duration - 2 * EDGE_S - syllables_box(syl)[2]
                 if span > 0 and add(EDGE_S + rng.uniform(0.0, span), st, syl):
                     break
@@ -107,7 +107,7 @@ def schedule_species(model: SpeciesModel, *, duration: float, sr: int, rng: np.r
 
 def make_distractors(models: tuple[SpeciesModel, ...], *, n: int, duration: float, sr: int,
                      rng: np.random.Generator, snr_range: tuple[float, float],
-                     shift_range: tuple[float, float]) -> list[Event]:
+                     shift_range: tuple[float, float], variation: float = 1.0) -> list[Event]:
     """Unlabelled lookalikes: a species' call shifted in frequency and/or tempo."""
     out: list[Event] = []
     for _ in range(n):
@@ -121,7 +121,7 @@ def make_distractors(models: tuple[SpeciesModel, ...], *, n: int, duration: floa
             fscale = 1.0 + shift if up else 1.0 / (1.0 + shift)
         if mode >= 0.5:
             tscale = rng.uniform(0.6, 0.78) if rng.random() < 0.5 else rng.uniform(1.3, 1.6)
-        syl = vary(rec, rng, fscale=fscale, tscale=tscale)
+        syl = vary(rec, rng, fscale=fscale, tscale=tscale, variation=variation)
         span = duration - 2 * EDGE_S - syllables_box(syl)[2]
         if span <= 0:
             continue
@@ -159,8 +159,11 @@ def choose_tp(events: list[Event], focus: int, *, rng: np.random.Generator, seco
 
 
 def choose_fp(events: list[Event], models: tuple[SpeciesModel, ...], *, n_fp: int, duration: float,
-              sr: int, rng: np.random.Generator) -> list[tuple[int, int, float, float, float, float]]:
-    """FP boxes ``(species_id, songtype_id, t_min, f_min, t_max, f_max)``, see module docstring."""
+              sr: int, rng: np.random.Generator, mode: str = "lookalike") -> list[tuple[int, int, float, float, float, float]]:
+    """FP boxes ``(species_id, songtype_id, t_min, f_min, t_max, f_max)``, see module docstring.
+
+    ``mode="random"`` puts them anywhere the species is silent, on a sound or not: FP labels
+    that carry less information than a template matcher's false alarms."""
     out: list[tuple[int, int, float, float, float, float]] = []
     used: set[tuple[int, int]] = set()
     for _try in range(6 * n_fp):
@@ -173,6 +176,12 @@ def choose_fp(events: list[Event], models: tuple[SpeciesModel, ...], *, n_fp: in
         kf1 = min(kf1, 0.49 * sr)
         own = [(e.t_min, e.t_max) for e in events if e.kind == "call" and e.species_id == k]
         own += [(b[2], b[4]) for b in out if b[0] == k]
+        if mode == "random":
+            d = min(kd, duration)
+            t0 = float(rng.uniform(0.0, duration - d))
+            if _free(own, t0, t0 + d, SEP_S):
+                out.append((k, st, t0, kf0, t0 + d, kf1))
+            continue
         cands = [
             i for i, e in enumerate(events)
             if (k, i) not in used

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.fft as sfft
+from scipy import signal
 
 from dawnchorus.synth.calls import render
 
@@ -135,13 +136,44 @@ def band_power(x: np.ndarray, sr: int, f_lo: float, f_hi: float) -> float:
     return 2.0 * float(np.sum(band.real.astype(np.float64) ** 2 + band.imag.astype(np.float64) ** 2)) / (n * nfft)
 
 
-def mix_recording(bed: np.ndarray, sr: int, events: list, rng: np.random.Generator) -> np.ndarray:
+def room_response(sr: int, rt60_s: float, rng: np.random.Generator) -> np.ndarray:
+    """An impulse response of a reverberant place: the direct path, then exponentially decaying
+    noise (-60 dB after ``rt60_s``), darker as it decays (foliage absorbs high frequencies)."""
+    n = max(int(rt60_s * sr), 16)
+    t = np.arange(n, dtype=np.float32) / np.float32(sr)
+    tail = rng.standard_normal(n).astype(np.float32) * np.exp(np.float32(-6.9 / rt60_s) * t)
+    tail = signal.lfilter([0.35], [1.0, -0.65], tail).astype(np.float32)
+    tail *= np.float32(10.0 ** (rng.uniform(-12.0, -4.0) / 20.0) / max(float(np.sqrt(np.sum(tail**2))), 1e-12))
+    tail[0] += 1.0
+    return tail
+
+
+def real_background(n: int, sr: int, rng: np.random.Generator, *, files: tuple[str, ...], bed: np.ndarray,
+                    level_db_range: tuple[float, float]) -> np.ndarray:
+    """A stretch of a real soundscape (looped when shorter), at a level relative to ``bed``'s power."""
+    from dawnchorus.data.audio import load_audio
+
+    path = files[int(rng.integers(len(files)))]
+    wave = load_audio(path, sample_rate_hz=sr)
+    if wave.shape[0] < sr // 10 or not np.any(wave):
+        return np.zeros(n, dtype=np.float32)
+    start = int(rng.integers(wave.shape[0]))
+    wave = np.resize(np.roll(wave, -start), n).astype(np.float32)
+    wave -= wave.mean()
+    ratio = np.sqrt(np.mean(bed.astype(np.float64) ** 2) / max(float(np.mean(wave.astype(np.float64) ** 2)), 1e-30))
+    return wave * np.float32(ratio * 10.0 ** (rng.uniform(*level_db_range) / 20.0))
+
+
+def mix_recording(bed: np.ndarray, sr: int, events: list, rng: np.random.Generator, *,
+                  rt60_s: float | None = None) -> np.ndarray:
     """Add every event (calls and distractors) to a copy of ``bed`` at its SNR; returns int16 audio.
 
-    Each event needs ``syllables``, ``onset`` (s), ``f_min``, ``f_max``, ``snr_db``.
+    Each event needs ``syllables``, ``onset`` (s), ``f_min``, ``f_max``, ``snr_db``. With
+    ``rt60_s`` every event is heard through one room response; its SNR is that of the direct sound.
     """
     mix = bed.copy()
     n = mix.shape[0]
+    response = None if rt60_s is None else room_response(sr, rt60_s, rng)
     for ev in events:
         wave = render(ev.syllables, sr, rng)
         i0 = int(round(ev.onset * sr))
@@ -152,6 +184,9 @@ def mix_recording(bed: np.ndarray, sr: int, events: list, rng: np.random.Generat
         p_bg = band_power(bed[i0 : i0 + m], sr, ev.f_min, ev.f_max)
         p_call = band_power(wave, sr, ev.f_min, ev.f_max)
         gain = np.sqrt(p_bg / max(p_call, 1e-30) * 10.0 ** (ev.snr_db / 10.0))
+        if response is not None:
+            wave = signal.fftconvolve(wave, response)[: n - i0].astype(np.float32)
+            m = wave.shape[0]
         mix[i0 : i0 + m] += np.float32(gain) * wave
     level = 10.0 ** (rng.uniform(-40.0, -26.0) / 20.0)
     rms = float(np.sqrt(np.mean(np.square(mix, dtype=np.float32), dtype=np.float64)))
