@@ -1,6 +1,10 @@
+from pathlib import Path
+
+import pytest
 import torch
 
-from dawnchorus.augment import SpecAugment, augment_waveforms, mix_targets, mixup, pink_noise
+from dawnchorus.augment import BackgroundBank, SpecAugment, augment_waveforms, mix_backgrounds, mix_targets, mixup, pink_noise
+from dawnchorus.errors import InputError
 from dawnchorus.config import AugmentConfig
 
 NAN = float("nan")
@@ -75,3 +79,47 @@ def test_spec_augment_masks_only_in_training():
     assert (masked != image).any() and (masked == image).float().mean() > 0.5
     module.eval()
     assert torch.equal(module(image), image)
+
+
+REAL_BACKGROUNDS = Path(__file__).parent / "data" / "real" / "tfk-audio-environment"
+
+
+def test_background_bank_holds_real_soundscapes_at_the_model_rate():
+    config = AugmentConfig(background_dir=str(REAL_BACKGROUNDS), background_prob=1.0, background_max_s=3.0)
+    bank = BackgroundBank(config, sample_rate_hz=16000)
+    assert len(bank.files) == 2 and bank.buffer.shape[0] == 2 * 16000 + 16000  # 1.5 s of each 2 s file
+    stretch = bank.sample(4, 40000, generator=torch.Generator().manual_seed(0), device="cpu")  # longer than the bank: wraps
+    assert stretch.shape == (4, 40000) and torch.allclose(stretch.pow(2).mean(dim=1), torch.ones(4), atol=1e-3)
+
+
+def test_mixed_backgrounds_make_absent_species_unknown_but_keep_calls():
+    config = AugmentConfig(background_dir=str(REAL_BACKGROUNDS), background_prob=1.0, background_snr_db=(0.0, 0.0))
+    bank = BackgroundBank(config, sample_rate_hz=8000)
+    waves = torch.sin(torch.arange(8000.0))[None].repeat(3, 1)
+    targets = {"clip": torch.tensor([[1.0, 0.0, NAN]] * 3), "frame": torch.zeros(3, 3, 5)}
+    mixed, labels = mix_backgrounds(waves, targets, bank, config, generator=torch.Generator().manual_seed(1))
+    assert not torch.allclose(mixed, waves)
+    noise = mixed - waves  # at 0 dB the background is as loud as the crop
+    assert torch.allclose(noise.pow(2).mean(dim=1), waves.pow(2).mean(dim=1), rtol=1e-3)
+    torch.testing.assert_close(labels["clip"], torch.tensor([[1.0, NAN, NAN]] * 3), equal_nan=True)
+    assert torch.isnan(labels["frame"]).all()
+    keep = AugmentConfig(**{**config.__dict__, "background_labels": "keep"})
+    _, kept = mix_backgrounds(waves, targets, bank, keep, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(kept["clip"], targets["clip"], equal_nan=True)
+    none = AugmentConfig(**{**config.__dict__, "background_prob": 1e-9})
+    unmixed, untouched = mix_backgrounds(waves, targets, bank, none, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(unmixed, waves) and torch.equal(untouched["frame"], targets["frame"])
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"background_dir": "/no/such/folder", "background_prob": 0.5}, "not a folder"),
+    ({"background_dir": str(REAL_BACKGROUNDS), "background_prob": 0.0}, "background_prob"),
+    ({"background_dir": str(REAL_BACKGROUNDS), "background_prob": 0.5, "background_labels": "zero"}, "background_labels"),
+    ({"background_dir": "EMPTY", "background_prob": 0.5}, "no audio file"),
+])
+def test_bad_background_settings_are_refused_by_name(settings, words, tmp_path):
+    if settings["background_dir"] == "EMPTY":
+        (tmp_path / "notes.txt").write_text("not audio")
+        settings = {**settings, "background_dir": str(tmp_path)}
+    with pytest.raises(InputError, match=words):
+        BackgroundBank(AugmentConfig(**settings), sample_rate_hz=16000)

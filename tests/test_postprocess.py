@@ -230,3 +230,38 @@ def test_prevalence_can_be_counted_on_another_table_of_the_same_recordings(tmp_p
         (tmp_path / "calibration.json").write_text(broken)
         with pytest.raises(InputError, match="calibration.json"):
             persistence_from_run(tmp_path)
+
+
+def test_adjusted_classify_and_count_undoes_the_detectors_misses_and_false_alarms():
+    from dawnchorus.priors import estimate_prevalence_acc
+
+    rng = np.random.default_rng(0)
+    truth = np.array([0.9, 0.3, 0.05])
+    present = rng.random((4000, 3)) < truth
+    # a detector that finds 60 % of presences and raises a false alarm in 10 % of absences
+    passed = np.where(present, rng.random(present.shape) < 0.6, rng.random(present.shape) < 0.1)
+    scores = np.where(passed, 0.8, 0.2)
+    counted = estimate_prevalence_cc(scores, np.full(3, 0.5), threshold=0.5).prevalence
+    adjusted = estimate_prevalence_acc(scores, np.full(3, 0.5), threshold=0.5, rates=(0.6, 0.1)).prevalence
+    assert np.abs(counted - truth).max() > 0.3  # the very common species collapses under plain counting
+    assert adjusted == pytest.approx(truth, abs=0.03)
+    with pytest.raises(InputError, match="tpr"):
+        estimate_prevalence_acc(scores, np.full(3, 0.5), rates=None)
+    with pytest.raises(InputError, match="fpr < tpr"):
+        estimate_prevalence_acc(scores, np.full(3, 0.5), rates=(0.1, 0.2))
+    through = postprocess(scores=table(scores[:8]), estimate="acc", cc_threshold=0.5, cc_rates=(0.6, 0.1))
+    assert through.species.prevalence.between(0, 1).all() and "acc estimate" in through.source
+
+
+def test_persistence_rates_are_read_from_the_run_and_checked(tmp_path):
+    from dawnchorus.priors import persistence_rates_from_run
+
+    assert persistence_rates_from_run(tmp_path) is None
+    (tmp_path / "calibration.json").write_text('{"persistence": {"windows": 3, "threshold": 0.2}}')
+    assert persistence_rates_from_run(tmp_path) is None  # trained before the rates were kept
+    (tmp_path / "calibration.json").write_text('{"persistence": {"windows": 3, "threshold": 0.2, "tpr": 0.7, "fpr": 0.05}}')
+    assert persistence_rates_from_run(tmp_path) == (0.7, 0.05)
+    for broken in ('"tpr": 0.1, "fpr": 0.3', '"tpr": "high", "fpr": 0.1', '"tpr": 1.5, "fpr": 0.1'):
+        (tmp_path / "calibration.json").write_text('{"persistence": {"windows": 3, "threshold": 0.2, ' + broken + '}}')
+        with pytest.raises(InputError, match="calibration.json"):
+            persistence_rates_from_run(tmp_path)

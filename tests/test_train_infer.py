@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -188,6 +189,15 @@ def test_clip_frame_head_trains_each_branch_and_predicts_their_combination(corpu
     assert scores.shape == (3, len(columns)) and ((scores >= 0) & (scores <= 1)).all()
 
 
+def test_training_mixes_real_backgrounds_under_its_crops(corpus, tmp_path):
+    backgrounds = Path(__file__).parent / "data" / "real" / "tfk-audio-environment"
+    config = fast_config(f"augment.background_dir={backgrounds}", "augment.background_prob=0.5")
+    run = train(data_dir=corpus, out_dir=tmp_path / "run", config=config)
+    assert load_config(run / "config.yaml").augment.background_dir == str(backgrounds)
+    scores = predict(run_dirs=[run], audio_dir=corpus / "test", device="cpu").submission
+    assert scores.shape[0] == 3 and scores.drop(columns="recording_id").notna().all().all()
+
+
 def test_training_writes_the_classify_and_count_threshold_of_its_held_out_recordings(tmp_path):
     from dawnchorus.data.annotations import Box
     from dawnchorus.data.species import SpeciesTable
@@ -205,6 +215,10 @@ def test_training_writes_the_classify_and_count_threshold_of_its_held_out_record
                             "s0": [0.7, 0.6, 0.1, 0.1, 0.2, 0.1, 0.9, 0.3, 0.1], "s1": [0.2, 0.1, 0.1, 0.5, 0.5, 0.5, 0.1, 0.1, 0.1]})
     write_calibration(tmp_path, oof=oof, dataset=dataset, oof_windows=windows, persistence_windows=2)
     assert persistence_from_run(tmp_path) == (2, pytest.approx(0.5)) and threshold_from_run(tmp_path) == pytest.approx(0.3)
+    # rates as the estimator counts (score > threshold): a's s0 (0.6) passes, b's s1 (0.5) does not; no absent pair passes
+    from dawnchorus.priors import persistence_rates_from_run
+
+    assert persistence_rates_from_run(tmp_path) == (pytest.approx(0.5), pytest.approx(0.0))
     nothing_held_out = tmp_path / "empty"
     nothing_held_out.mkdir()
     write_calibration(nothing_held_out, oof=oof.assign(recording_id="z"), dataset=dataset)

@@ -2,6 +2,7 @@
 
 Waveform: random gain, Gaussian or pink noise at a random SNR, circular time shift (frame
 targets roll with it).
+Real backgrounds: stretches of real soundscapes (``BackgroundBank``) mixed under crops.
 Spectrogram: SpecAugment time/frequency masks. Mixup with the label algebra that partial
 labels need: a mixed class is 1 if either source is 1, 0 only if both are known 0, and
 unknown otherwise (a known 0 mixed with an unknown is still unknown).
@@ -9,10 +10,17 @@ unknown otherwise (a known 0 mixed with an unknown is still unknown).
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch import nn
 
 from .config import AugmentConfig
+from .data.audio import AUDIO_EXTENSIONS, load_audio, probe_audio, walk_files
+from .errors import InputError
+
+BACKGROUND_LABELS = ("unknown", "keep")
 
 
 def _uniform(shape, low: float, high: float, generator, device) -> torch.Tensor:
@@ -60,6 +68,64 @@ def augment_waveforms(waves: torch.Tensor, config: AugmentConfig, *, generator: 
         noise = which * white + (1 - which) * pink
         waves = waves + use * noise * signal_rms / torch.pow(10.0, snr_db / 20.0)
     return waves if frames is None else (waves, frames)
+
+
+class BackgroundBank:
+    """Real soundscapes at the model's rate, held in memory as one buffer to cut crops from.
+
+    Every audio file under ``config.background_dir`` contributes an equal share of at most
+    ``background_max_s`` seconds in all (each file read from its start), so a folder of long
+    recordings costs bounded memory and every site is represented."""
+
+    def __init__(self, config: AugmentConfig, *, sample_rate_hz: int):
+        folder = config.background_dir
+        if folder is None or not Path(folder).is_dir():
+            raise InputError(f"augment.background_dir {folder!r} is not a folder; give a folder of real soundscape recordings")
+        if not 0.0 < config.background_prob <= 1.0:
+            raise InputError(f"augment.background_prob {config.background_prob!r} must lie in (0, 1] when background_dir is set")
+        if config.background_labels not in BACKGROUND_LABELS:
+            raise InputError(f"augment.background_labels {config.background_labels!r}: use one of {', '.join(BACKGROUND_LABELS)}")
+        if not config.background_max_s > 0:
+            raise InputError(f"augment.background_max_s {config.background_max_s!r} must be a positive number of seconds")
+        files = sorted(p for p in walk_files(folder) if p.suffix.lower() in AUDIO_EXTENSIONS)
+        if not files:
+            raise InputError(f"augment.background_dir {folder!r} holds no audio file (FLAC, WAV, MP3, OGG, ...)")
+        share = config.background_max_s / len(files)
+        parts = []
+        for path in files:
+            duration = min(share, probe_audio(path).duration_s)
+            wave = load_audio(path, sample_rate_hz=sample_rate_hz, duration_s=duration)
+            if np.any(wave):
+                parts.append((wave - wave.mean()) / max(float(wave.std()), 1e-8))
+        if not parts:
+            raise InputError(f"augment.background_dir {folder!r}: every recording is silent")
+        self.files = files
+        self.buffer = torch.from_numpy(np.concatenate(parts).astype(np.float32))
+
+    def sample(self, batch: int, length: int, *, generator: torch.Generator, device) -> torch.Tensor:
+        """``batch`` stretches of ``length`` samples, unit rms, from random places (wrapping round)."""
+        starts = torch.randint(0, self.buffer.shape[0], (batch, 1), generator=generator, device=device)
+        index = (starts + torch.arange(length, device=device)) % self.buffer.shape[0]
+        out = self.buffer.to(device)[index]
+        return out / out.pow(2).mean(dim=1, keepdim=True).sqrt().clamp_min(1e-6)
+
+
+def mix_backgrounds(waves: torch.Tensor, targets: dict[str, torch.Tensor], bank: BackgroundBank, config: AugmentConfig, *,
+                    generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Add a real background to a ``background_prob`` share of ``waves`` at a random SNR. With
+    ``background_labels="unknown"`` the known 0 targets (clip and frame tensors in ``targets``)
+    of those crops become NaN; a 1 stays a 1, since the call is still there."""
+    batch, length = waves.shape
+    device = waves.device
+    use = torch.rand((batch,), generator=generator, device=device) < config.background_prob
+    snr_db = _uniform((batch, 1), config.background_snr_db[0], config.background_snr_db[1], generator, device)
+    signal_rms = waves.pow(2).mean(dim=1, keepdim=True).sqrt().clamp_min(1e-6)
+    noise = bank.sample(batch, length, generator=generator, device=device)
+    waves = waves + use[:, None].float() * noise * signal_rms / torch.pow(10.0, snr_db / 20.0)
+    if config.background_labels == "unknown":
+        targets = {name: torch.where(use.view(-1, *([1] * (t.dim() - 1))) & (t == 0), torch.full_like(t, float("nan")), t)
+                   for name, t in targets.items()}
+    return waves, targets
 
 
 def mix_targets(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

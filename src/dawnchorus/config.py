@@ -85,6 +85,15 @@ class AugmentConfig:
     spec_freq_mask_bins: int = 8
     mixup_prob: float = 0.5
     mixup_alpha: float = 2.0
+    # real soundscapes mixed under training crops (the BirdCLEF winners' habit): a folder of
+    # recordings, the share of crops that get one, its level below the crop, and how much of
+    # the folder is held in memory. A mixed crop's absent species become unknown, since a real
+    # soundscape may hold them; give "keep" for backgrounds known to hold none of the species.
+    background_dir: str | None = None
+    background_prob: float = 0.0
+    background_snr_db: tuple[float, float] = (0.0, 15.0)
+    background_max_s: float = 1800.0
+    background_labels: str = "unknown"  # or "keep"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from .augment import SpecAugment, augment_waveforms, mixup
+from .augment import BackgroundBank, SpecAugment, augment_waveforms, mix_backgrounds, mixup
 from .config import RunConfig, load_config, save_config
 from .data.annotations import Box
 from .data.cache import AudioCache
@@ -235,6 +235,8 @@ class FoldTrainer:
         self.sample_paths = {**(soft_audio_paths or {}), **self.paths}
         self.loss_fn = loss_from_config(config.loss)
         self.steps_per_epoch = max(1, math.ceil(sampling.crops_per_epoch / config.train.batch_size))
+        self.backgrounds = (BackgroundBank(config.augment, sample_rate_hz=config.features.sample_rate_hz)
+                            if config.augment.background_dir is not None else None)
 
     def _build(self):
         torch.manual_seed(self.config.train.seed * 1000 + self.fold)
@@ -302,6 +304,10 @@ class FoldTrainer:
             waves, frames = augment_waveforms(batch.pop("wave"), config.augment, generator=generator,
                                               frames={k: batch.pop(k) for k in ("frame", "frame_weight")})
             batch.update(frames)
+            if self.backgrounds is not None:
+                waves, mixed = mix_backgrounds(waves, {k: batch[k] for k in ("clip", "frame") if k in batch}, self.backgrounds,
+                                               config.augment, generator=generator)
+                batch.update(mixed)
             waves, targets, batch = mixup(waves, batch.pop("clip"), config.augment, generator=generator, extra=batch)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_amp):
                 outputs = model(waves)

@@ -143,7 +143,7 @@ def room_response(sr: int, rt60_s: float, rng: np.random.Generator) -> np.ndarra
     t = np.arange(n, dtype=np.float32) / np.float32(sr)
     tail = rng.standard_normal(n).astype(np.float32) * np.exp(np.float32(-6.9 / rt60_s) * t)
     tail = signal.lfilter([0.35], [1.0, -0.65], tail).astype(np.float32)
-    tail *= np.float32(10.0 ** (rng.uniform(-12.0, -4.0) / 20.0) / max(float(np.sqrt(np.sum(tail**2))), 1e-12))
+    tail *= np.float32(10.0 ** (rng.uniform(-8.0, 0.0) / 20.0) / max(float(np.sqrt(np.sum(tail**2))), 1e-12))
     tail[0] += 1.0
     return tail
 
