@@ -63,6 +63,7 @@ def world_corpus(name: str, *, root: Path, n_train: int, n_test: int, seed: int,
 def score_world(corpus: Path, run_dir: Path) -> dict:
     truth = pd.read_csv(corpus / "truth" / "test_labels.csv")
     prediction = predict(run_dirs=[run_dir], audio_dir=corpus / "test", progress=True)
+    prediction.windows.to_parquet(run_dir / "test_windows.parquet", index=False)  # for estimators tried later, offline
     scores = prediction.submission.set_index("recording_id").loc[truth["recording_id"]].reset_index()
     columns = [c for c in truth.columns if c != "recording_id"]
     y_true = truth[columns].to_numpy(dtype=np.float64)

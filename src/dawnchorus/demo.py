@@ -22,7 +22,7 @@ from .data import load_dataset, rfcx_test_prevalence
 from .infer import detections_table, persistence_evidence, predict
 from .metrics import evaluate
 from .postprocess import postprocess
-from .priors import threshold_from_run
+from .priors import estimated_prior_options
 from .report import plot_detections
 from .submission import write_submission
 
@@ -74,19 +74,22 @@ def run_demo(*, out_dir: str | Path = "demo_out", n_train: int = 200, n_test: in
     model_report = evaluate(truth_path=truth, pred_path=submission)
     (out_dir / "metrics.json").write_text(json.dumps(model_report.to_dict(), indent=2))
 
-    rows = [(f"dawnchorus {preset}, {config.train.epochs} epochs (raw scores)", model_report)]
     host = rfcx_test_prevalence()
     evidence = persistence_evidence(run_dirs=[run_dir], audio_dir=corpus / "test", windows=prediction.windows)
-    estimated = ({"cc_threshold": threshold_from_run(run_dir)} if evidence is None
-                 else {"estimate_from": evidence[0], "cc_threshold": evidence[2]})
-    adjustments = [("+ estimated test prevalence (classify and count)", {"estimate": "cc", **estimated})]
+    # the estimated row comes first: it is what a user without a prior table gets
+    adjustments = [("+ estimated test prevalence (what `predict --postprocess` gives)", estimated_prior_options(run_dir, evidence))]
     if set(host) == set(dataset.species.species_ids):  # the RFCx species: the host paper's Table 2 applies
-        adjustments.insert(0, ("+ host paper's test prevalence (odds scaling)", {"prior": host}))
+        adjustments.append(("+ host paper's test prevalence (a prior table)", {"prior": host}))
+    rows = []
     for name, options in adjustments:
         adjusted = postprocess(scores=prediction.submission, **options).scores
         path = write_submission(out_dir / f"submission_{'prior' if 'prior' in options else 'estimated'}.csv", adjusted)
         rows.append((f"dawnchorus {preset} {name}", evaluate(truth_path=truth, pred_path=path)))
-    for name, prior in (("constant prior (training-label frequency)", None), ("constant prior (host paper's test prevalence)", rfcx_test_prevalence())):
+    rows.insert(1, (f"dawnchorus {preset}, {config.train.epochs} epochs (raw scores)", model_report))
+    baselines = [("constant prior (training-label frequency)", None)]
+    if set(host) == set(dataset.species.species_ids):
+        baselines.append(("constant prior (host paper's test prevalence)", host))
+    for name, prior in baselines:
         path = write_submission(out_dir / "baselines" / f"{'train' if prior is None else 'host'}_prior.csv",
                                 constant_prior_submission(dataset=dataset, prior=prior))
         rows.append((name, evaluate(truth_path=truth, pred_path=path)))

@@ -221,3 +221,25 @@ def persistence_from_run(run_dir: str | Path) -> tuple[int, float] | None:
     if isinstance(windows, bool) or not isinstance(windows, int) or windows < 1:
         raise InputError(f"{path}: persistence.windows {windows!r} is not a whole number >= 1; delete the file to use {CC_THRESHOLD}")
     return windows, _checked_threshold(rule.get("threshold"), path=path, field="persistence.threshold")
+
+
+# The estimator `predict --postprocess` and the demo use (chosen on the tuning worlds, benchmarks/worlds.py)
+DEFAULT_ESTIMATE = "cc"
+
+
+def estimated_prior_options(run_dir: str | Path, evidence=None, *, estimate: str | None = None) -> dict:
+    """``postprocess`` options that estimate the test prevalence for a run without a prior table.
+
+    ``evidence`` is ``infer.persistence_evidence``'s ``(table, k, threshold)``, or None for runs
+    without a persistence rule (then the recording scores are counted at the run's threshold).
+    ``estimate`` defaults to ``DEFAULT_ESTIMATE``; ``acc`` falls back to ``cc`` for runs that
+    kept no rates."""
+    estimate = estimate or DEFAULT_ESTIMATE
+    if evidence is None:
+        return {"estimate": "cc", "cc_threshold": threshold_from_run(run_dir)}
+    table, _, threshold = evidence
+    options = {"estimate": estimate, "estimate_from": table, "cc_threshold": threshold}
+    if estimate == "acc":
+        rates = persistence_rates_from_run(run_dir)
+        options = {**options, "cc_rates": rates} if rates is not None else {**options, "estimate": "cc"}
+    return options

@@ -80,7 +80,8 @@ class WindowChunks:
 
     def _frame(self, starts: np.ndarray, values: np.ndarray, n_total: int) -> pd.DataFrame:
         rate = self.sample_rate_hz
-        ends = np.minimum(starts + self.window, max(n_total, self.window))
+        # a file shorter than one window is scored zero-padded, but its window ends where the file does
+        ends = np.minimum(starts + self.window, n_total) if n_total > 0 else starts + self.window
         frame = pd.DataFrame({"t_start_s": starts / rate, "t_end_s": ends / rate})
         if self.scorer.columns is None:
             frame[VECTOR_COLUMN] = list(values) if len(values) else pd.Series([], dtype=object)

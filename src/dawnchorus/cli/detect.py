@@ -180,7 +180,7 @@ def predict(
     if postprocess or prior is not None:
         # Reference 0.5, not the run's mean out-of-fold score: it measured better on every model tried
         # (benchmarks/RESULTS.md); 'dawnchorus postprocess --run RUN' uses the out-of-fold reference.
-        from ..priors import threshold_from_run
+        from ..priors import estimated_prior_options, threshold_from_run
 
         options = {"cc_threshold": threshold_from_run(run[0])}
         if prior is None and not any(is_embedding_run(r) for r in run):
@@ -189,10 +189,11 @@ def predict(
             evidence = persistence_evidence(run_dirs=run, audio_dir=audio, device=device, progress=sys.stderr.isatty(),
                                             windows=unsmoothed_windows if own_settings and round_zero else None)
             if evidence is not None:
-                table, k, threshold = evidence
-                options = {"cc_threshold": threshold, "estimate_from": table}
+                _, k, threshold = evidence
+                options = estimated_prior_options(run[0], evidence)
+                adjusted = " (adjusted for the rule's out-of-fold rates)" if options["estimate"] == "acc" else ""
                 typer.echo(f"estimating the test prevalence: recordings where a species' {k} best windows of the first "
-                           f"model (round 0) all score over {threshold:.3f}")
+                           f"model (round 0) all score over {threshold:.3f}{adjusted}")
         submission = postprocess_and_report(scores=submission, source="predictions", out=out, prior_path=prior, run_dir=None,
                                             **options)
     write_submission(out, submission)
