@@ -6,7 +6,7 @@ Commands live by topic in ``data``, ``detect``, ``scores`` and ``labels``; impor
 registers them on ``app``.
 """
 
-from . import data, detect, labels, scores, summaries  # noqa: F401  (registers the commands)
+from . import data, detect, labels, pretraining, scores, summaries  # noqa: F401  (registers the commands)
 from ._app import app, main
 
 __all__ = ["app", "main"]
