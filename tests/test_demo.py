@@ -12,7 +12,9 @@ def test_demo_runs_end_to_end_and_reuses_its_corpus(tmp_path):
     text = report.read_text()
     epochs = demo_config(overrides=tuple(FAST)).train.epochs
     assert f"| dawnchorus cpu-small, {epochs} epochs (raw scores) |" in text and "constant prior" in text and "example_detections.png" in text
-    assert "host paper's test prevalence (odds scaling)" in text and "estimated test prevalence" in text
+    assert "host paper's test prevalence (a prior table)" in text and "estimated test prevalence" in text
+    rows = [line for line in text.splitlines() if line.startswith("| dawnchorus")]
+    assert "estimated test prevalence" in rows[0] and "raw scores" in rows[1]  # what a user gets comes first
     assert (tmp_path / "submission_prior.csv").is_file() and (tmp_path / "submission_estimated.csv").is_file()
     assert (tmp_path / "example_detections.png").stat().st_size > 10_000
     metrics = json.loads((tmp_path / "metrics.json").read_text())
