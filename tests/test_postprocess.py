@@ -265,3 +265,15 @@ def test_persistence_rates_are_read_from_the_run_and_checked(tmp_path):
         (tmp_path / "calibration.json").write_text('{"persistence": {"windows": 3, "threshold": 0.2, ' + broken + '}}')
         with pytest.raises(InputError, match="calibration.json"):
             persistence_rates_from_run(tmp_path)
+
+
+def test_estimated_prior_options_pick_the_default_and_fall_back_without_rates(tmp_path):
+    from dawnchorus.priors import DEFAULT_ESTIMATE, estimated_prior_options
+
+    evidence = (table(np.array([[0.9, 0.1]])), 3, 0.2)
+    assert estimated_prior_options(tmp_path, None) == {"estimate": "cc", "cc_threshold": 0.5}  # no calibration.json
+    options = estimated_prior_options(tmp_path, evidence)
+    assert options["estimate"] == DEFAULT_ESTIMATE and options["cc_threshold"] == 0.2 and options["estimate_from"] is evidence[0]
+    assert estimated_prior_options(tmp_path, evidence, estimate="acc")["estimate"] == "cc"  # a run that kept no rates
+    (tmp_path / "calibration.json").write_text('{"persistence": {"windows": 3, "threshold": 0.2, "tpr": 0.7, "fpr": 0.05}}')
+    assert estimated_prior_options(tmp_path, evidence, estimate="acc")["cc_rates"] == (0.7, 0.05)

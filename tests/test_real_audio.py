@@ -14,15 +14,11 @@ from typer.testing import CliRunner
 
 from dawnchorus.cli import app
 
+from test_train_infer import FAST as TRAIN_FAST
+
 REAL = Path(__file__).parent / "data" / "real"
 CURLEW = REAL / "qut-curlew"
-FAST = [
-    "features.sample_rate_hz=16000", "features.n_fft=512", "features.hop_length=256", "features.n_mels=32",
-    "features.f_max_hz=8000", "model.backbone=mobilenetv3_small_050", "sampling.crop_s=1.5",
-    "sampling.crops_per_epoch=24", "train.batch_size=8", "train.epochs=2", "train.folds=2", "train.train_folds=[0]",
-    "train.device=cpu", "infer.window_s=1.5", "infer.hop_s=1.5",
-    f"augment.background_dir={REAL / 'tfk-audio-environment'}", "augment.background_prob=0.5",
-]
+FAST = [*TRAIN_FAST, f"augment.background_dir={REAL / 'tfk-audio-environment'}", "augment.background_prob=0.5"]
 
 
 def call_times(mlf: Path) -> dict[str, tuple[float, float]]:
