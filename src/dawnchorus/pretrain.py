@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, atomic_write_with
 from .augment import SpecAugment, augment_waveforms
 from .config import RunConfig
 from .data.audio import find_audio_files, load_audio, probe_audio
@@ -125,14 +123,8 @@ class PairSampler:
 
 
 def _save(state: dict[str, torch.Tensor], path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    atomic_write_with(path, lambda tmp: save_file(tensors, tmp))
 
 
 def pretrain(*, audio_dir: str | Path, out: str | Path, config: RunConfig, settings: PretrainSettings = PretrainSettings(),
