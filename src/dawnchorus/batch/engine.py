@@ -121,6 +121,8 @@ def run_job(*, command: str, audio_root: str | Path, out_dir: str | Path, scorer
     fingerprint = {**settings, "channel": "mix" if channel is None else channel, **scorer.fingerprint()}
     out_dir.mkdir(parents=True, exist_ok=True)
     check_or_start_job(out_dir, command=command, audio_root=audio_root, fingerprint=fingerprint, force=force)
+    for stale in out_dir.rglob(".*.tmp"):  # our temporary files, left by a job killed mid-write
+        stale.unlink(missing_ok=True)
     journal = Journal(out_dir)
     previous = read_manifest(out_dir / MANIFEST_FILE)
     if previous is not None and retry_failed:
