@@ -18,7 +18,7 @@ from dawnchorus.cli import app
 from dawnchorus.config import load_config, load_preset, with_overrides
 from dawnchorus.errors import InputError
 from dawnchorus.infer import persistence_evidence, predict, window_starts
-from dawnchorus.losses import loss_from_config, masked_bce
+from dawnchorus.losses import loss_from_config
 from dawnchorus.models import geometric_mean_logit
 from dawnchorus.priors import persistence_from_run
 from dawnchorus.scores import aggregate_windows, kth_best_window
@@ -178,9 +178,9 @@ def test_clip_frame_head_trains_each_branch_and_predicts_their_combination(corpu
     targets, weight = torch.tensor([[0.0, float("nan")]]), torch.ones(1, 2)  # (for a positive the two agree)
     outputs = {"clip": geometric_mean_logit(branches), "branches": branches}
     loss = FoldTrainer.batch_loss(fake, outputs, targets, {"weight": weight})
-    expected = (masked_bce(branches[0], targets) + masked_bce(branches[1], targets)) / 2
+    expected = (fake.loss_fn(branches[0], targets, weight=weight) + fake.loss_fn(branches[1], targets, weight=weight)) / 2
     torch.testing.assert_close(loss, expected)
-    assert not torch.isclose(loss, masked_bce(outputs["clip"], targets))
+    assert not torch.isclose(loss, fake.loss_fn(outputs["clip"], targets, weight=weight))
 
     run = train(data_dir=corpus, out_dir=tmp_path / "both", config=config)
     result = predict(run_dirs=[run], audio_dir=corpus / "test", device="cpu")
