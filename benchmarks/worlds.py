@@ -35,7 +35,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from common import BENCH_DATA, stamp  # noqa: E402
 
-from dawnchorus.config import load_preset, to_dict, with_overrides  # noqa: E402
+from dawnchorus.config import load_config, load_preset, to_dict, with_overrides  # noqa: E402
 from dawnchorus.data.species import read_prior_csv  # noqa: E402
 from dawnchorus.infer import persistence_evidence, predict  # noqa: E402
 from dawnchorus.metrics import lwlrap, mean_average_precision  # noqa: E402
@@ -135,7 +135,11 @@ def main() -> None:
         if result_path.is_file() and json.loads(result_path.read_text()).get("config") == to_dict(config):
             results[name] = json.loads(result_path.read_text())["scores"]
             continue
-        train(data_dir=corpus, out_dir=run_dir, config=config, resume=(run_dir / "config.yaml").is_file(), progress=True)
+        saved = run_dir / "config.yaml"
+        if saved.is_file() and load_config(saved) != config:
+            sys.exit(f"{run_dir} holds a run of other settings (under the same --recipe name): give the recipe its own "
+                     "--recipe name, or delete the folder")
+        train(data_dir=corpus, out_dir=run_dir, config=config, resume=saved.is_file(), progress=True)
         results[name] = score_world(corpus, run_dir)
         result_path.write_text(json.dumps({"config": to_dict(config), "scores": results[name],
                                            "minutes": (time.perf_counter() - started) / 60}, indent=1))
