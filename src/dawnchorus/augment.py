@@ -10,14 +10,12 @@ unknown otherwise (a known 0 mixed with an unknown is still unknown).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
 
 from .config import AugmentConfig
-from .data.audio import AUDIO_EXTENSIONS, load_audio, probe_audio, walk_files
+from .data.audio import load_audio, probe_audio, soundscape_files
 from .errors import InputError
 
 BACKGROUND_LABELS = ("unknown", "keep")
@@ -79,17 +77,13 @@ class BackgroundBank:
 
     def __init__(self, config: AugmentConfig, *, sample_rate_hz: int):
         folder = config.background_dir
-        if folder is None or not Path(folder).is_dir():
-            raise InputError(f"augment.background_dir {folder!r} is not a folder; give a folder of real soundscape recordings")
         if not 0.0 < config.background_prob <= 1.0:
             raise InputError(f"augment.background_prob {config.background_prob!r} must lie in (0, 1] when background_dir is set")
         if config.background_labels not in BACKGROUND_LABELS:
             raise InputError(f"augment.background_labels {config.background_labels!r}: use one of {', '.join(BACKGROUND_LABELS)}")
         if not config.background_max_s > 0:
             raise InputError(f"augment.background_max_s {config.background_max_s!r} must be a positive number of seconds")
-        files = sorted(p for p in walk_files(folder) if p.suffix.lower() in AUDIO_EXTENSIONS)
-        if not files:
-            raise InputError(f"augment.background_dir {folder!r} holds no audio file (FLAC, WAV, MP3, OGG, ...)")
+        files = soundscape_files(folder, setting="augment.background_dir")
         share = config.background_max_s / len(files)
         parts = []
         for path in files:

@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from ..errors import AudioError
+from ..errors import AudioError, InputError
 
 # What libsndfile (soundfile >= 0.12) decodes; anything else with an audio-like extension is
 # reported as unreadable rather than silently passed over.
@@ -206,6 +206,18 @@ def find_audio_files(directory: str | Path, *, ids: str = "stem") -> dict[str, P
             )
         found[path.stem] = path
     return dict(sorted(found.items()))
+
+
+def soundscape_files(directory: str | Path | None, *, setting: str) -> list[Path]:
+    """Every recording under a folder the user named in ``setting`` (real backgrounds, say), in
+    path order so that runs repeat on every machine; a missing or audio-less folder is an error."""
+    if directory is None or not Path(directory).is_dir():
+        raise InputError(f"{setting} {None if directory is None else str(directory)!r} is not a folder; "
+                         "give a folder of real soundscape recordings")
+    files = list(find_audio_files(directory, ids="path").values())
+    if not files:
+        raise InputError(f"{setting} {str(directory)!r} holds no audio file (FLAC, WAV, MP3, OGG, ...)")
+    return files
 
 
 def find_recordings_by_id(directory: str | Path) -> dict[str, Path]:

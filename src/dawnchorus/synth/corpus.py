@@ -127,17 +127,12 @@ def _recording_ids(seed: int, n: int) -> list[str]:
 
 
 def background_files(directory: str | None) -> tuple[str, ...]:
-    """Every audio file under ``directory`` (sorted, so a world is the same on every machine)."""
+    """Every audio file under ``directory`` (in path order, so a world is the same on every machine)."""
     if directory is None:
         return ()
-    from dawnchorus.data.audio import AUDIO_EXTENSIONS, walk_files
+    from dawnchorus.data.audio import soundscape_files
 
-    if not Path(directory).is_dir():
-        raise InputError(f"background_dir {directory!r} is not a folder; give a folder of real soundscape recordings")
-    files = tuple(sorted(str(p) for p in walk_files(directory) if p.suffix.lower() in AUDIO_EXTENSIONS))
-    if not files:
-        raise InputError(f"background_dir {directory!r} holds no audio file (FLAC, WAV, MP3, OGG, ...)")
-    return files
+    return tuple(str(p) for p in soundscape_files(directory, setting="background_dir"))
 
 
 def _jobs(cfg: SynthConfig, species: tuple[SpeciesInfo, ...], out: Path) -> list[_Job]:

@@ -18,6 +18,8 @@ Band-limited noise is made by shaping a complex Gaussian spectrum and one invers
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import scipy.fft as sfft
 from scipy import signal
@@ -148,13 +150,20 @@ def room_response(sr: int, rt60_s: float, rng: np.random.Generator) -> np.ndarra
     return tail
 
 
+@lru_cache(maxsize=16)
+def _decoded(path: str, sr: int) -> np.ndarray:
+    """A background file at ``sr``, decoded once per process: many recordings draw on few files."""
+    from dawnchorus.data.audio import load_audio
+
+    wave = load_audio(path, sample_rate_hz=sr)
+    wave.setflags(write=False)
+    return wave
+
+
 def real_background(n: int, sr: int, rng: np.random.Generator, *, files: tuple[str, ...], bed: np.ndarray,
                     level_db_range: tuple[float, float]) -> np.ndarray:
     """A stretch of a real soundscape (looped when shorter), at a level relative to ``bed``'s power."""
-    from dawnchorus.data.audio import load_audio
-
-    path = files[int(rng.integers(len(files)))]
-    wave = load_audio(path, sample_rate_hz=sr)
+    wave = _decoded(files[int(rng.integers(len(files)))], sr)
     if wave.shape[0] < sr // 10 or not np.any(wave):
         return np.zeros(n, dtype=np.float32)
     start = int(rng.integers(wave.shape[0]))
