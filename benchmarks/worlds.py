@@ -19,11 +19,16 @@ Choose defaults on the tuning worlds; this is the only script that reads ``REPOR
     python benchmarks/worlds.py                           # tuning worlds
     python benchmarks/worlds.py --worlds report --backgrounds ../shared/real
     python benchmarks/worlds.py --recipe lsoft --set loss.name=lsoft --set loss.label_mode=masked
+    python benchmarks/worlds.py --recipe templates --preset templates-linear     # heads: their full recipe
+
+A CNN preset trains at the sweep's budget (``BUDGET``); a head preset (``kind: embedding-head``)
+trains in minutes and runs as it is.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -35,7 +40,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from common import BENCH_DATA, stamp  # noqa: E402
 
-from dawnchorus.config import load_config, load_preset, to_dict, with_overrides  # noqa: E402
+from dawnchorus.config import (HeadConfig, load_any_config, load_config, to_dict, with_head_overrides,  # noqa: E402
+                               with_overrides)
+from dawnchorus.embed_runs import head_persistence_evidence, predict_embeddings, train_embedding_head  # noqa: E402
 from dawnchorus.data.species import read_prior_csv  # noqa: E402
 from dawnchorus.infer import persistence_evidence, predict  # noqa: E402
 from dawnchorus.metrics import lwlrap, mean_average_precision  # noqa: E402
@@ -60,15 +67,25 @@ def world_corpus(name: str, *, root: Path, n_train: int, n_test: int, seed: int,
     return corpus
 
 
-def score_world(corpus: Path, run_dir: Path) -> dict:
-    truth = pd.read_csv(corpus / "truth" / "test_labels.csv")
+def predict_world(corpus: Path, run_dir: Path, *, heads: bool):
+    """The test split's prediction and the persistence evidence for estimating its prevalences."""
+    if heads:
+        prediction = predict_embeddings(run_dir=run_dir, audio_dir=corpus / "test", cache_dir=run_dir / "embedding_cache",
+                                        threads=2, progress=True)
+        return prediction, head_persistence_evidence(run_dir=run_dir, audio_dir=corpus / "test", windows=prediction.windows,
+                                                     cache_dir=run_dir / "embedding_cache")
     prediction = predict(run_dirs=[run_dir], audio_dir=corpus / "test", progress=True)
+    return prediction, persistence_evidence(run_dirs=[run_dir], audio_dir=corpus / "test", windows=prediction.windows)
+
+
+def score_world(corpus: Path, run_dir: Path, *, heads: bool = False) -> dict:
+    truth = pd.read_csv(corpus / "truth" / "test_labels.csv")
+    prediction, (table, k, threshold) = predict_world(corpus, run_dir, heads=heads)
     prediction.windows.to_parquet(run_dir / "test_windows.parquet", index=False)  # for estimators tried later, offline
     scores = prediction.submission.set_index("recording_id").loc[truth["recording_id"]].reset_index()
     columns = [c for c in truth.columns if c != "recording_id"]
     y_true = truth[columns].to_numpy(dtype=np.float64)
     true_prevalence = y_true.mean(axis=0)
-    table, k, threshold = persistence_evidence(run_dirs=[run_dir], audio_dir=corpus / "test", windows=prediction.windows)
     tpr, fpr = persistence_rates_from_run(run_dir)
     options = {
         "raw": None,
@@ -124,7 +141,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=BENCH_DATA / "worlds")
     args = parser.parse_args()
     names = {"tuning": TUNING_WORLDS, "report": REPORT_WORLDS, "all": tuple(WORLDS)}.get(args.worlds) or tuple(args.worlds.split(","))
-    config = with_overrides(load_preset(args.preset), [*BUDGET, *args.set])
+    config = load_any_config(args.preset)
+    heads = isinstance(config, HeadConfig)  # a head on embeddings trains in minutes: the full recipe, no sweep budget
+    config = with_head_overrides(config, args.set) if heads else with_overrides(config, [*BUDGET, *args.set])
+    budget = () if heads else BUDGET
+    as_dict = dataclasses.asdict if heads else to_dict
     results = {}
     for name in names:
         started = time.perf_counter()
@@ -132,19 +153,24 @@ def main() -> None:
                               duration_s=args.duration_s, backgrounds=args.backgrounds)
         run_dir = args.out / name / "runs" / args.recipe
         result_path = args.out / name / f"results_{args.recipe}.json"
-        if result_path.is_file() and json.loads(result_path.read_text()).get("config") == to_dict(config):
+        wanted = json.loads(json.dumps(as_dict(config)))
+        if result_path.is_file() and json.loads(result_path.read_text()).get("config") == wanted:
             results[name] = json.loads(result_path.read_text())["scores"]
             continue
         saved = run_dir / "config.yaml"
-        if saved.is_file() and load_config(saved) != config:
+        if saved.is_file() and not heads and load_config(saved) != config:
             sys.exit(f"{run_dir} holds a run of other settings (under the same --recipe name): give the recipe its own "
                      "--recipe name, or delete the folder")
-        train(data_dir=corpus, out_dir=run_dir, config=config, resume=saved.is_file(), progress=True)
-        results[name] = score_world(corpus, run_dir)
-        result_path.write_text(json.dumps({"config": to_dict(config), "scores": results[name],
+        if heads:
+            train_embedding_head(data_dir=corpus, out_dir=run_dir, cache_dir=run_dir / "embedding_cache", config=config,
+                                 threads=2, resume=saved.is_file(), progress=True)
+        else:
+            train(data_dir=corpus, out_dir=run_dir, config=config, resume=saved.is_file(), progress=True)
+        results[name] = score_world(corpus, run_dir, heads=heads)
+        result_path.write_text(json.dumps({"config": wanted, "scores": results[name],
                                            "minutes": (time.perf_counter() - started) / 60}, indent=1))
         print(name, json.dumps(results[name]), flush=True)
-    print(f"\n{args.recipe} ({args.preset} + {', '.join([*BUDGET, *args.set])}), {args.n_train} train / {args.n_test} test "
+    print(f"\n{args.recipe} ({args.preset} + {', '.join([*budget, *args.set]) or 'nothing'}), {args.n_train} train / {args.n_test} test "
           f"recordings of {args.duration_s:g} s per world, seed {args.seed}; {stamp()}\n")
     print("\n".join(summary(results)))
 

@@ -152,6 +152,7 @@ class RunConfig:
 
 
 HEAD_KIND = "embedding-head"  # the ``kind`` of a YAML config for a head on pretrained embeddings
+EMBEDDERS = ("birdnet", "templates")  # what a head's windows are embedded with
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,11 @@ class HeadConfig:
     pseudo_weight: float = 0.5  # total pseudo-label weight per species, relative to the box labels'
     pseudo_thresholds: tuple[float, float] | None = (0.1, 0.9)  # scores become 0 / unknown / 1; None: soft targets
     pseudo_audio_dir: str | None = None  # more recordings to pseudo-label, e.g. the test split (transductive)
+    embedder: str = "birdnet"  # birdnet (optional extra) or templates (the training boxes' own calls, template_bank)
+    template_boxes: str = "tp"  # templates: the boxes that become patches, tp or tp+fp
+    template_window_s: float = 3.0  # templates: window length the patches are matched in
+    template_sample_rate_hz: int = 32000  # templates: rate the audio is matched at (boxes cut at its Nyquist frequency)
+    template_frame_pool: int = 2  # templates: spectrogram frames averaged into one before matching
     model: str = ""  # the embedder's name, filled in by training
     window_s: float = 3.0  # the embedder's window, filled in by training
 
@@ -187,6 +193,9 @@ class HeadConfig:
             "hop_s": self.hop_s > 0, "c": self.c > 0, "hidden": self.hidden >= 1, "epochs": self.epochs >= 1,
             "batch_size": self.batch_size >= 1, "lr": self.lr > 0, "min_box_inside": 0 < self.min_box_inside <= 1,
             "dropout": 0 <= self.dropout < 1, "pseudo_rounds": self.pseudo_rounds >= 0, "pseudo_weight": self.pseudo_weight > 0,
+            "embedder": self.embedder in EMBEDDERS, "template_boxes": self.template_boxes in ("tp", "tp+fp"),
+            "template_window_s": self.template_window_s > 0, "template_sample_rate_hz": self.template_sample_rate_hz >= 2000,
+            "template_frame_pool": self.template_frame_pool >= 1,
             "pseudo_thresholds": self.pseudo_thresholds is None or (len(self.pseudo_thresholds) == 2
                                   and 0 <= self.pseudo_thresholds[0] < self.pseudo_thresholds[1] <= 1),
         }
@@ -194,7 +203,8 @@ class HeadConfig:
         if bad:
             shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
             raise InputError(f"embedding-head config: invalid {shown} (head: linear|mlp, class_weight: balanced|none, "
-                             "aggregate: max|topk_mean, counts >= 1, pseudo_thresholds: (low, high) with low < high)")
+                             "aggregate: max|topk_mean, embedder: birdnet|templates, template_boxes: tp|tp+fp, "
+                             "template_sample_rate_hz >= 2000, counts >= 1, pseudo_thresholds: (low, high) with low < high)")
 
 
 def head_config_from_dict(raw: dict, *, source: str) -> HeadConfig:

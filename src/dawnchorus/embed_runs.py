@@ -34,6 +34,7 @@ from .runs import file_digest, resolve_round
 from .scores import aggregate_windows
 
 HEAD_FILE = "head.safetensors"
+OOF_WINDOWS_FILE = "oof_windows.parquet"
 
 
 def _config_with(config: HeadConfig | None, options: dict) -> HeadConfig:
@@ -89,7 +90,8 @@ def train_embedding_head(*, data_dir: str | Path, out_dir: str | Path, cache_dir
     labelled = sorted({b.recording_id for b in dataset.boxes})
     if config.folds > len(labelled):
         raise InputError(f"{len(labelled)} labelled recordings cannot be split into {config.folds} folds; lower folds")
-    embedder = resolve_embedder(embedder, threads=threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    embedder = embedder or _training_embedder(config, dataset, out_dir=out_dir, threads=threads)
     config = dataclasses.replace(config, model=embedder.name, window_s=embedder.window_s)
     cache = EmbeddingCache(cache_dir, embedder=embedder, hop_s=config.hop_s)
     wanted = sorted(dataset.train) if config.pseudo_rounds else labelled  # unlabelled recordings only serve pseudo labels
@@ -109,13 +111,13 @@ def train_embedding_head(*, data_dir: str | Path, out_dir: str | Path, cache_dir
         min_inside=config.min_box_inside, with_rows=True)
     corpus = _Corpus(dataset.species, embeddings, vectors, targets, window_recordings, window_rows,
                      assign_folds(dataset, folds=config.folds, seed=config.seed), config.folds)
-    out_dir.mkdir(parents=True, exist_ok=True)
     save_head_config(config, out_dir / "config.yaml")
     write_species_csv(dataset.species, out_dir / "species.csv")
     write_bands_csv(species_bands(dataset.tp), out_dir / "species_bands.csv")  # where detections are drawn in Raven
     pd.DataFrame(sorted(corpus.folds.items()), columns=["recording_id", "fold"]).to_csv(out_dir / "folds.csv", index=False)
     if not _finished(out_dir, config):
         _fit_round(out_dir, corpus, config=config, threads=threads)
+    _write_calibration(out_dir, dataset, config=config)
     for k in range(1, config.pseudo_rounds + 1):
         round_dir = out_dir / "pseudo" / f"round{k}"
         if _finished(round_dir, config):
@@ -127,6 +129,48 @@ def train_embedding_head(*, data_dir: str | Path, out_dir: str | Path, cache_dir
         labels.to_parquet(round_dir / "pseudo_labels.parquet", index=False)
         _fit_round(round_dir, corpus, config=config, threads=threads, pseudo=labels)
     return out_dir
+
+
+def _training_embedder(config: HeadConfig, dataset, *, out_dir: Path, threads: int) -> Embedder:
+    """BirdNET, or a template bank cut from the training boxes (kept in the run, reused on resume)."""
+    if config.embedder != "templates":
+        return resolve_embedder(None, threads=threads)
+    from .template_bank import BANK_FILE, bank_embedder, build_bank, save_bank
+    from .templates import Template
+
+    bank_path = out_dir / BANK_FILE
+    if not bank_path.is_file():
+        boxes = [("train_tp", b) for b in dataset.tp]
+        if config.template_boxes == "tp+fp":
+            boxes += [("train_fp", b) for b in dataset.fp]
+        templates = [Template(recording_id=b.recording_id, species_id=b.species_id, songtype_id=b.songtype_id, t_min_s=b.t_min_s,
+                              t_max_s=b.t_max_s, f_min_hz=b.f_min_hz, f_max_hz=b.f_max_hz, template_id=f"{kind}{i}",
+                              source=f"{kind}.csv box {i + 1}") for i, (kind, b) in enumerate(boxes)]
+        bank = build_bank(templates, audio_dir=dataset.root / "train", sample_rate_hz=config.template_sample_rate_hz,
+                          window_s=config.template_window_s, frame_pool=config.template_frame_pool)
+        save_bank(bank, bank_path)
+    return run_embedder(out_dir, config, threads=threads)
+
+
+def run_embedder(run_dir: str | Path, config: HeadConfig, *, threads: int = 1) -> Embedder:
+    """The embedder a head run was trained on: its own template bank, or BirdNET (the optional extra)."""
+    if config.embedder == "templates":
+        from .template_bank import BANK_FILE, bank_embedder, load_bank
+
+        return bank_embedder(load_bank(Path(run_dir) / BANK_FILE), window_s=config.template_window_s, threads=threads)
+    return resolve_embedder(None, threads=threads)
+
+
+def _write_calibration(run_dir: Path, dataset, *, config: HeadConfig) -> None:
+    """Round 0's thresholds for estimating test prevalence, from its out-of-fold windows (as ``train``)."""
+    from .train import write_calibration
+
+    window_files = sorted(run_dir.glob(f"fold*/{OOF_WINDOWS_FILE}"))
+    if (run_dir / "calibration.json").is_file() or not (run_dir / "oof.csv").is_file() or not window_files:
+        return
+    write_calibration(run_dir, oof=pd.read_csv(run_dir / "oof.csv"), dataset=dataset,
+                      oof_windows=pd.concat([pd.read_parquet(p) for p in window_files], ignore_index=True),
+                      persistence_windows=config.top_k)
 
 
 def _finished(round_dir: Path, config: HeadConfig) -> bool:
@@ -181,6 +225,7 @@ def _fit_round(round_dir: Path, corpus: _Corpus, *, config: HeadConfig, threads:
             entry["val_auc"], entry["val_auc_mean_species"] = masked_auc(
                 y_true=corpus.targets[val], y_score=head_probabilities(params, corpus.vectors[val]))
             windows = score_windows({r: corpus.embeddings[r] for r in sorted(held_out)}, heads=[params], species=corpus.species)
+            windows.to_parquet(round_dir / f"fold{fold}" / OOF_WINDOWS_FILE, index=False)
             oof = aggregate_windows(windows, species_columns=corpus.species.columns, method=config.aggregate, top_k=config.top_k)
             oof.insert(1, "fold", fold)
             oofs.append(oof)
@@ -230,7 +275,7 @@ def predict_embeddings(*, run_dir: str | Path, audio_dir: str | Path, cache_dir:
     paths = find_audio_files(audio_dir, ids="path")
     if not paths:
         raise InputError(f"{audio_dir}: no audio recordings (FLAC, WAV, MP3, OGG) found")
-    embedder = resolve_embedder(embedder, threads=threads)
+    embedder = embedder or run_embedder(run_dir, config, threads=threads)
     if embedder.name != config.model:
         raise InputError(f"{run_dir}: trained on '{config.model}' embeddings, but the embedder is '{embedder.name}'; "
                          "predict with the same model")
@@ -246,10 +291,12 @@ class HeadScorer:
     """A trained embedding-head run as a window scorer (``batch.scoring.WindowScorer``): each
     window embedded, then the mean of the fold heads' probabilities, one column per species."""
 
-    def __init__(self, *, run_dir: str | Path, embedder: Embedder, pseudo_round: int | None = None):
+    def __init__(self, *, run_dir: str | Path, embedder: Embedder | None = None, pseudo_round: int | None = None,
+                 threads: int = 1):
         from .embeddings import EmbedderScorer
 
         config, self.species, self.heads = load_embedding_run(run_dir, pseudo_round=pseudo_round)
+        embedder = embedder or run_embedder(run_dir, config, threads=threads)
         if embedder.name != config.model:
             raise InputError(f"{run_dir}: trained on '{config.model}' embeddings, but the embedder is '{embedder.name}'; "
                              "predict with the same model")
@@ -265,3 +312,24 @@ class HeadScorer:
     def fingerprint(self) -> dict:
         heads = {str(p): file_digest(p) for p in sorted(self.round_dir.glob(f"fold*/{HEAD_FILE}"))}
         return {"detector": "embedding-head", "heads": heads, **self.embedder.fingerprint()}
+
+
+def head_persistence_evidence(*, run_dir: str | Path, audio_dir: str | Path, cache_dir: str | Path,
+                              windows: pd.DataFrame | None = None, threads: int = 1,
+                              progress: bool = False) -> tuple[pd.DataFrame, int, float] | None:
+    """``infer.persistence_evidence`` for a head run: each recording's k-th best window of round 0,
+    with the k and threshold of the run's out-of-fold rule; None for runs without one.
+    Pass ``windows`` when round 0 has already scored ``audio_dir``."""
+    from .priors import persistence_from_run
+    from .scores import kth_best_window
+
+    rule = persistence_from_run(run_dir)
+    if rule is None:
+        return None
+    k, threshold = rule
+    if windows is None:
+        windows = predict_embeddings(run_dir=run_dir, audio_dir=audio_dir, cache_dir=cache_dir, threads=threads, pseudo_round=0,
+                                     progress=progress).windows
+    columns = [c for c in windows.columns if c not in ("recording_id", "t_start_s", "t_end_s")]
+    return kth_best_window(windows, species_columns=columns, k=k), k, threshold
+

@@ -50,9 +50,8 @@ def predict_archive(*, run_dirs: Sequence[str | Path], audio_root: str | Path, o
         if len(run_dirs) > 1 or window_s or hop_s:
             raise InputError("an embedding-head run predicts alone and with its own windows; combine submissions with 'dawnchorus ensemble'")
         from ..embed_runs import HeadScorer
-        from ..embeddings import resolve_embedder
 
-        scorer = HeadScorer(run_dir=run_dirs[0], embedder=resolve_embedder(embedder, threads=threads), pseudo_round=pseudo_round)
+        scorer = HeadScorer(run_dir=run_dirs[0], embedder=embedder, pseudo_round=pseudo_round, threads=threads)
         default_aggregate, top_k = _head_aggregation(run_dirs[0])
     else:
         from ..infer import CnnScorer, load_run

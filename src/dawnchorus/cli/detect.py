@@ -19,7 +19,7 @@ from .scores import postprocess_and_report
 def train(
     data: Path = typer.Option(..., "--data", help="Dataset directory in the Kaggle layout."),
     out: Path = typer.Option(..., "--out", help="Run directory for checkpoints, config, history and OOF predictions."),
-    preset: str = typer.Option("cpu-small", "--preset", help="Preset name (cpu-small, gpu, embed-linear, embed-mlp) or a YAML config file (a run's config.yaml repeats it)."),
+    preset: str = typer.Option("cpu-small", "--preset", help="Preset name (cpu-small, gpu, templates-linear, embed-linear, embed-mlp) or a YAML config file (a run's config.yaml repeats it)."),
     overrides: List[str] = typer.Option([], "--set", help="Override a config field: section.key=value (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     pseudo_rounds: Optional[int] = typer.Option(None, "--pseudo-rounds", help="Pseudo-label rounds after training (default: the config's pseudo.rounds)."),
@@ -29,8 +29,9 @@ def train(
 ):
     """Train the detector from TP/FP boxes (k-fold, masked loss), then any pseudo-label rounds.
 
-    Presets embed-linear / embed-mlp train heads on BirdNET embeddings instead of a CNN
-    (optional extra dawnchorus[birdnet]); their --set keys have no section (--set c=0.05).
+    Presets templates-linear (the boxes' own calls, template matched; no extra needed) and
+    embed-linear / embed-mlp (BirdNET embeddings, optional extra dawnchorus[birdnet]) train heads
+    instead of a CNN; their --set keys have no section (--set c=0.05).
     """
     from ..config import HeadConfig, load_any_config, with_overrides
     from ..pseudo import train_pseudo_rounds
@@ -183,11 +184,19 @@ def predict(
         from ..priors import estimated_prior_options, threshold_from_run
 
         options = {"cc_threshold": threshold_from_run(run[0])}
-        if prior is None and not any(is_embedding_run(r) for r in run):
+        if prior is None:
             own_settings = not (window_s or hop_s or frame_step_s or extra_window_s or tta_shifts or class_windows)
             round_zero = all(resolve_round(r, pseudo_round) == Path(r) for r in run)
-            evidence = persistence_evidence(run_dirs=run, audio_dir=audio, device=device, progress=sys.stderr.isatty(),
-                                            windows=unsmoothed_windows if own_settings and round_zero else None)
+            known_windows = unsmoothed_windows if own_settings and round_zero else None
+            if is_embedding_run(run[0]):
+                from ..embed_runs import head_persistence_evidence
+
+                evidence = head_persistence_evidence(run_dir=run[0], audio_dir=audio, windows=known_windows, threads=threads,
+                                                     cache_dir=embedding_cache or run[0] / "embedding_cache",
+                                                     progress=sys.stderr.isatty())
+            else:
+                evidence = persistence_evidence(run_dirs=run, audio_dir=audio, device=device, progress=sys.stderr.isatty(),
+                                                windows=known_windows)
             if evidence is not None:
                 _, k, threshold = evidence
                 options = estimated_prior_options(run[0], evidence)
