@@ -2,15 +2,16 @@ import json
 
 import pandas as pd
 
+from dawnchorus.config import load_any_config, load_preset, save_config
 from dawnchorus.demo import demo_config, run_demo
 
 from test_train_infer import FAST
 
 
 def test_demo_runs_end_to_end_and_reuses_its_corpus(tmp_path):
-    report = run_demo(out_dir=tmp_path, n_train=8, n_test=3, seed=2, duration_s=4.0, overrides=tuple(FAST))
+    report = run_demo(out_dir=tmp_path, n_train=8, n_test=3, seed=2, duration_s=4.0, preset="cpu-small", overrides=tuple(FAST))
     text = report.read_text()
-    epochs = demo_config(overrides=tuple(FAST)).train.epochs
+    epochs = demo_config(preset="cpu-small", overrides=tuple(FAST)).train.epochs
     assert f"| dawnchorus cpu-small, {epochs} epochs (raw scores) |" in text and "constant prior" in text and "example_detections.png" in text
     assert "host paper's test prevalence (a prior table)" in text and "estimated test prevalence" in text
     rows = [line for line in text.splitlines() if line.startswith("| dawnchorus")]
@@ -21,13 +22,23 @@ def test_demo_runs_end_to_end_and_reuses_its_corpus(tmp_path):
     assert 0.0 <= metrics["lwlrap"] <= 1.0 and len(metrics["per_species"]) == 24
     assert len(pd.read_csv(tmp_path / "submission.csv")) == 3
     stamp = (tmp_path / "corpus" / "synth_config.json").stat().st_mtime_ns
-    run_demo(out_dir=tmp_path, n_train=8, n_test=3, seed=2, duration_s=4.0, overrides=tuple(FAST))
+    run_demo(out_dir=tmp_path, n_train=8, n_test=3, seed=2, duration_s=4.0, preset="cpu-small", overrides=tuple(FAST))
     assert (tmp_path / "corpus" / "synth_config.json").stat().st_mtime_ns == stamp
 
 
-def test_demo_trains_half_the_presets_epochs_unless_told_otherwise():
-    from dawnchorus.config import load_preset
+def test_the_default_demo_trains_the_template_head_and_replaces_a_cnn_run(tmp_path):
+    cnn_left_behind = tmp_path / "run" / "config.yaml"
+    cnn_left_behind.parent.mkdir(parents=True)
+    save_config(load_preset("cpu-small"), cnn_left_behind)
+    report = run_demo(out_dir=tmp_path, n_train=8, n_test=3, seed=2, duration_s=4.0, overrides=("folds=2",))
+    rows = [line for line in report.read_text().splitlines() if line.startswith("| dawnchorus")]
+    assert "templates-linear + estimated test prevalence" in rows[0] and "| dawnchorus templates-linear (raw scores) |" in rows[1]
+    assert load_any_config(tmp_path / "run" / "config.yaml").embedder == "templates"
+    assert (tmp_path / "run" / "templates.safetensors").is_file() and len(pd.read_csv(tmp_path / "submission.csv")) == 3
 
-    assert demo_config().train.epochs == load_preset("cpu-small").train.epochs // 2 == 5
-    assert demo_config(overrides=("train.epochs=7",)).train.epochs == 7
-    assert demo_config().model == load_preset("cpu-small").model
+
+def test_demo_trains_half_a_cnn_presets_epochs_unless_told_otherwise():
+    assert demo_config(preset="cpu-small").train.epochs == load_preset("cpu-small").train.epochs // 2 == 5
+    assert demo_config(preset="cpu-small", overrides=("train.epochs=7",)).train.epochs == 7
+    assert demo_config(preset="cpu-small").model == load_preset("cpu-small").model
+    assert demo_config() == load_any_config("templates-linear")

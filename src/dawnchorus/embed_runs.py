@@ -170,7 +170,7 @@ def _write_calibration(run_dir: Path, dataset, *, config: HeadConfig) -> None:
         return
     write_calibration(run_dir, oof=pd.read_csv(run_dir / "oof.csv"), dataset=dataset,
                       oof_windows=pd.concat([pd.read_parquet(p) for p in window_files], ignore_index=True),
-                      persistence_windows=config.top_k)
+                      persistence_windows=config.persistence_windows)
 
 
 def _finished(round_dir: Path, config: HeadConfig) -> bool:

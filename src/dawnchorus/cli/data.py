@@ -166,8 +166,8 @@ def demo(
     n_train: int = typer.Option(200, "--n-train", help="Training recordings in the demo corpus."),
     n_test: int = typer.Option(50, "--n-test", help="Test recordings in the demo corpus."),
     seed: int = typer.Option(1, "--seed", help="Corpus seed."),
-    preset: str = typer.Option("cpu-small", "--preset", help="Training preset."),
-    overrides: List[str] = typer.Option([], "--set", help="Override a config field: section.key=value (repeatable; the demo trains train.epochs=5 unless told otherwise)."),
+    preset: str = typer.Option("templates-linear", "--preset", help="Training preset (templates-linear, cpu-small, ...)."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a config field: key=value for head presets, section.key=value for CNN presets (repeatable; a CNN preset trains train.epochs=5 unless told otherwise)."),
 ):
     """Run the whole job on built-in example data: synthesise, train, predict, evaluate, report."""
     from ..demo import run_demo
