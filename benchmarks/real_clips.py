@@ -26,28 +26,18 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).parent))
 from common import BENCH_DATA, stamp  # noqa: E402
 
+from dawnchorus.data.annotations import read_htk_segments  # noqa: E402
 from dawnchorus.metrics import average_precision_per_species  # noqa: E402
 
 QUT = Path(__file__).resolve().parents[1].parent / "shared" / "real" / "qut-curlew"
 COLUMNS = ["recording_id", "species_id", "songtype_id", "t_min", "f_min", "t_max", "f_max"]
 
 
-def call_times(mlf: Path) -> dict[str, tuple[float, float]]:
-    times, stem = {}, None
-    for line in mlf.read_text().splitlines():
-        if line.startswith('"'):
-            stem = Path(line.strip('"')).stem
-        elif stem and line.endswith("CURLEW1"):
-            start, end, _ = line.split()
-            times[stem] = (float(start) * 1e-7, float(end) * 1e-7)
-    return times
-
-
 def build(root: Path, *, n_train: int) -> pd.DataFrame:
     """The dataset under ``root`` (Kaggle layout); returns the test truth."""
     for split in ("train", "test"):
         (root / split).mkdir(parents=True, exist_ok=True)
-    times = call_times(QUT / "Template_CURLEW1" / "CURLEW1" / "phones.mlf")
+    times = read_htk_segments(QUT / "Template_CURLEW1" / "CURLEW1" / "phones.mlf", label="CURLEW1")
     curlews = sorted(p for p in (QUT / "Template_CURLEW1" / "data" / "Curlew1_Calls").glob("*.wav"))
     timed = [p for p in curlews if p.stem in times]
     groups = {  # (clips, species, TP or FP, box band)

@@ -126,3 +126,14 @@ def test_rfcx_species_table():
     species = rfcx_species()
     assert len(species) == 24 and species.names[3] == "Eleutherodactylus coqui"
     assert species.allows_songtype(23, 4) and not species.allows_songtype(3, 4)
+
+
+def test_htk_segments_by_file_stem_and_bad_times_name_the_line(tmp_path):
+    from dawnchorus.data.annotations import read_htk_segments
+
+    mlf = tmp_path / "phones.mlf"
+    mlf.write_text('#!MLF!#\n"*/clip_a.lab"\n0 1625000 SIL\n1625000 12074000 CURLEW1\n.\n"*/clip_b.lab"\n0 5000000 SIL\n.\n')
+    assert read_htk_segments(mlf, label="CURLEW1") == {"clip_a": (0.1625, 1.2074)}
+    mlf.write_text('"*/clip_a.lab"\nsoon 12074000 CURLEW1\n')
+    with pytest.raises(InputError, match="line 2"):
+        read_htk_segments(mlf, label="CURLEW1")

@@ -13,6 +13,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from dawnchorus.cli import app
+from dawnchorus.data.annotations import read_htk_segments
 
 from test_train_infer import FAST as TRAIN_FAST
 
@@ -22,15 +23,7 @@ FAST = [*TRAIN_FAST, f"augment.background_dir={REAL / 'tfk-audio-environment'}",
 
 
 def call_times(mlf: Path) -> dict[str, tuple[float, float]]:
-    """Call start and end (s) per clip stem from an HTK master label file (times in 100 ns)."""
-    times, stem = {}, None
-    for line in mlf.read_text().splitlines():
-        if line.startswith('"'):
-            stem = Path(line.strip('"')).stem
-        elif stem and line.endswith("CURLEW1"):
-            start, end, _ = line.split()
-            times[stem] = (float(start) * 1e-7, float(end) * 1e-7)
-    return times
+    return read_htk_segments(mlf, label="CURLEW1")
 
 
 def real_dataset(root: Path) -> Path:

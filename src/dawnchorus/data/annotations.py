@@ -181,3 +181,29 @@ def write_boxes(path: str | Path, boxes: Iterable[Box]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     boxes_to_frame(boxes).to_csv(path, index=False, float_format="%.4f")
     return path
+
+
+def read_htk_segments(path: str | Path, *, label: str) -> dict[str, tuple[float, float]]:
+    """Start and end (s) of the ``label`` segment per file stem, from an HTK master label file
+    (``.mlf``: a quoted file name, then ``start end label`` lines in 100 ns units). Where a
+    file holds several such segments the last one is kept."""
+    path = Path(path)
+    segments, stem = {}, None
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the HTK label file ({exc.strerror or exc})") from None
+    for number, line in enumerate(lines, start=1):
+        line = line.strip()
+        if line.startswith('"'):
+            stem = Path(line.strip('"')).stem
+            continue
+        fields = line.split()
+        if stem is None or len(fields) < 3 or fields[2] != label:
+            continue
+        try:
+            start, end = float(fields[0]) * 1e-7, float(fields[1]) * 1e-7
+        except ValueError:
+            raise InputError(f"{path} line {number}: start and end must be numbers (100 ns units), not {line!r}") from None
+        segments[stem] = (start, end)
+    return segments
