@@ -174,7 +174,9 @@ class HeadConfig:
     weight_decay: float = 1e-4
     aggregate: str = "topk_mean"  # recording score from window scores: max or topk_mean
     top_k: int = 4
-    persistence_windows: int = 4  # prevalence estimation counts a species where this many windows pass (calibration.json)
+    # prevalence estimation counts a species where this many windows pass the out-of-fold threshold
+    # (calibration.json); None: no calibration, recordings counted at 0.5 (what embed-* were measured with)
+    persistence_windows: int | None = None
     pseudo_rounds: int = 0  # rounds in which the heads label every window and a student retrains on them
     pseudo_weight: float = 0.5  # total pseudo-label weight per species, relative to the box labels'
     pseudo_thresholds: tuple[float, float] | None = (0.1, 0.9)  # scores become 0 / unknown / 1; None: soft targets
@@ -191,7 +193,7 @@ class HeadConfig:
         checks = {
             "head": self.head in ("linear", "mlp"), "class_weight": self.class_weight in ("balanced", "none"),
             "aggregate": self.aggregate in ("max", "topk_mean"), "folds": self.folds >= 1, "top_k": self.top_k >= 1,
-            "persistence_windows": self.persistence_windows >= 1,
+            "persistence_windows": self.persistence_windows is None or self.persistence_windows >= 1,
             "hop_s": self.hop_s > 0, "c": self.c > 0, "hidden": self.hidden >= 1, "epochs": self.epochs >= 1,
             "batch_size": self.batch_size >= 1, "lr": self.lr > 0, "min_box_inside": 0 < self.min_box_inside <= 1,
             "dropout": 0 <= self.dropout < 1, "pseudo_rounds": self.pseudo_rounds >= 0, "pseudo_weight": self.pseudo_weight > 0,

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, ValidationError
 from .templates import HOP_SAMPLES, WINDOW_SAMPLES, Template, TemplatePatch, template_patches
 
 BANK_FILE = "templates.safetensors"
@@ -71,10 +71,8 @@ def build_bank(templates: Sequence[Template], *, audio_dir: str | Path, sample_r
             problems.append(f"{t.where}: the box ({t.f_min_hz:g}-{t.f_max_hz:g} Hz) lies above {nyquist_hz:g} Hz, the Nyquist "
                             f"frequency of the bank's rate; raise sample_rate_hz (--set sample_rate_hz=...) or drop the box")
             continue
-        kept.append(t if t.f_max_hz <= nyquist_hz else _with_f_max(t, nyquist_hz))
+        kept.append(t if t.f_max_hz <= nyquist_hz else replace(t, f_max_hz=float(nyquist_hz)))
     if problems:
-        from .errors import ValidationError
-
         raise ValidationError("template bank", problems)
     max_frames = max(2 * frame_pool, int(window_s * sample_rate_hz / HOP_SAMPLES) // 2)
     cut = [_middle(p, max_frames) for p in template_patches(kept, audio_dir=audio_dir, sample_rate_hz=sample_rate_hz)]
@@ -94,15 +92,7 @@ def pool_frames(spectrogram: np.ndarray, factor: int) -> np.ndarray:
     return trimmed.reshape(*trimmed.shape[:-1], -1, factor).mean(axis=-1)
 
 
-def _with_f_max(template: Template, f_max_hz: float) -> Template:
-    from dataclasses import replace
-
-    return replace(template, f_max_hz=float(f_max_hz))
-
-
 def _middle(patch: TemplatePatch, max_frames: int) -> TemplatePatch:
-    from dataclasses import replace
-
     width = patch.patch.shape[1]
     if width <= max_frames:
         return patch
