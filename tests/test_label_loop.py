@@ -48,7 +48,7 @@ def test_mined_and_reviewed_candidates_become_training_labels(tmp_path):
     assert len(keys) == len(set(keys))  # merged without duplicates
 
     sets = [arg for item in FAST for arg in ("--set", item)]
-    result = runner.invoke(app, ["train", "--data", str(corpus), "--out", str(tmp_path / "run"), *sets])
+    result = runner.invoke(app, ["train", "--data", str(corpus), "--out", str(tmp_path / "run"), "--preset", "cpu-small", *sets])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["predict", "--run", str(tmp_path / "run"), "--audio", str(corpus / "test"),
                                  "--out", str(tmp_path / "sub.csv")])

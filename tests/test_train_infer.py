@@ -135,7 +135,8 @@ def test_cli_train_and_predict_contract(corpus, tmp_path):
     assert list(detections.columns) == ["recording_id", "species_id", "t_start_s", "t_end_s", "score"]
     assert len(detections) == 3 * 3 * 24
     assert len(list((tmp_path / "raven").glob("*.selections.txt"))) == 3
-    bad = runner.invoke(app, ["train", "--data", str(corpus), "--out", str(tmp_path / "r2"), "--set", "train.epochs=lots"])
+    bad = runner.invoke(app, ["train", "--data", str(corpus), "--out", str(tmp_path / "r2"), "--preset", "cpu-small",
+                              "--set", "train.epochs=lots"])
     assert bad.exit_code == 2 and "train.epochs: expected int" in bad.output
     missing = runner.invoke(app, ["predict", "--run", str(tmp_path), "--audio", str(corpus / "test"), "--out", str(tmp_path / "x.csv")])
     assert missing.exit_code == 2 and "not a training run" in missing.output

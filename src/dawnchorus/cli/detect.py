@@ -19,7 +19,7 @@ from .scores import postprocess_and_report
 def train(
     data: Path = typer.Option(..., "--data", help="Dataset directory in the Kaggle layout."),
     out: Path = typer.Option(..., "--out", help="Run directory for checkpoints, config, history and OOF predictions."),
-    preset: str = typer.Option("cpu-small", "--preset", help="Preset name (cpu-small, gpu, templates-linear, embed-linear, embed-mlp) or a YAML config file (a run's config.yaml repeats it)."),
+    preset: str = typer.Option("templates-linear", "--preset", help="Preset name (templates-linear, cpu-small, gpu, embed-linear, embed-mlp) or a YAML config file (a run's config.yaml repeats it)."),
     overrides: List[str] = typer.Option([], "--set", help="Override a config field: section.key=value (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     pseudo_rounds: Optional[int] = typer.Option(None, "--pseudo-rounds", help="Pseudo-label rounds after training (default: the config's pseudo.rounds)."),
