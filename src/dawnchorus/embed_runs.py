@@ -166,7 +166,8 @@ def _write_calibration(run_dir: Path, dataset, *, config: HeadConfig) -> None:
     from .train import write_calibration
 
     window_files = sorted(run_dir.glob(f"fold*/{OOF_WINDOWS_FILE}"))
-    if config.persistence_windows is None or (run_dir / "calibration.json").is_file() or not (run_dir / "oof.csv").is_file() or not window_files:
+    finished = (run_dir / "calibration.json").is_file()
+    if config.persistence_windows is None or finished or not (run_dir / "oof.csv").is_file() or not window_files:
         return
     write_calibration(run_dir, oof=pd.read_csv(run_dir / "oof.csv"), dataset=dataset,
                       oof_windows=pd.concat([pd.read_parquet(p) for p in window_files], ignore_index=True),

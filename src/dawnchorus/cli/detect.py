@@ -25,7 +25,7 @@ def train(
     pseudo_rounds: Optional[int] = typer.Option(None, "--pseudo-rounds", help="Pseudo-label rounds after training (default: the config's pseudo.rounds)."),
     pseudo_audio: Optional[Path] = typer.Option(None, "--pseudo-audio", help="More recordings for the teacher to label, e.g. the test split."),
     embedding_cache: Optional[Path] = typer.Option(None, "--embedding-cache", help="Embedding presets: cache directory (default: RUN/embedding_cache)."),
-    threads: int = typer.Option(1, "--threads", help="Embedding presets: CPU threads for BirdNET and the MLP."),
+    threads: int = typer.Option(1, "--threads", help="Head presets: CPU threads for template matching, BirdNET and the MLP."),
 ):
     """Train the detector from TP/FP boxes (k-fold, masked loss), then any pseudo-label rounds.
 
@@ -105,7 +105,7 @@ def predict(
     prior: Optional[Path] = typer.Option(None, "--prior", help="CSV species_id,prevalence (or the built-in rfcx-host-paper): rescale the scores to these test prevalences (implies --postprocess)."),
     postprocess: Optional[bool] = typer.Option(None, "--postprocess/--no-postprocess", help="Rescale the scores to the test prevalences (--prior, else estimated: recordings where the first model's k best windows pass the run's threshold), taking the raw scores as calibrated at 0.5."),
     embedding_cache: Optional[Path] = typer.Option(None, "--embedding-cache", help="Embedding-head runs: cache directory (default: RUN/embedding_cache)."),
-    threads: int = typer.Option(1, "--threads", help="Embedding-head runs: CPU threads for BirdNET."),
+    threads: int = typer.Option(1, "--threads", help="Head runs: CPU threads for template matching and BirdNET."),
     formats: List[str] = typer.Option([], "--format", help="Job folder outputs (repeatable or comma-separated): submission, summary, raven, raven-combined, audacity, birdnet (default: submission,summary,raven)."),
     threshold: float = typer.Option(0.5, "--threshold", help="Job folder: score a window needs to be a detection in the Raven, Audacity and BirdNET outputs."),
     channel: Optional[int] = CHANNEL_OPTION,
