@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from dawnchorus.cli import app
-from dawnchorus.config import load_config, load_preset, with_overrides
+from dawnchorus.config import load_config, load_preset, save_config, with_overrides
 from dawnchorus.errors import InputError
 from dawnchorus.infer import persistence_evidence, predict, window_starts
 from dawnchorus.losses import loss_from_config
@@ -224,3 +224,25 @@ def test_training_writes_the_classify_and_count_threshold_of_its_held_out_record
     nothing_held_out.mkdir()
     write_calibration(nothing_held_out, oof=oof.assign(recording_id="z"), dataset=dataset)
     assert not (nothing_held_out / "calibration.json").exists() and threshold_from_run(nothing_held_out) == 0.5
+
+
+class _RunsCode:
+    """Pickles into a call of os.system: what a doctored resume file would hold."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_doctored_resume_file_is_refused_without_running_it(corpus, tmp_path):
+    import torch
+
+    run, marker = tmp_path / "run", tmp_path / "pwned"
+    (run / "fold0").mkdir(parents=True)
+    save_config(fast_config(), run / "config.yaml")  # a run directory someone sent
+    torch.save({"model": _RunsCode(marker)}, run / "fold0" / "resume.pt")
+    with pytest.raises(InputError, match="resume.pt: not a resume point this program wrote"):
+        train(data_dir=corpus, out_dir=run, config=fast_config(), resume=True)
+    assert not marker.exists()

@@ -185,6 +185,21 @@ def write_calibration(run_dir: Path, *, oof: pd.DataFrame, dataset: RfcxDataset,
     (run_dir / "calibration.json").write_text(json.dumps(calibration, indent=1))
 
 
+def _read_resume(path: Path, *, device: torch.device) -> dict:
+    """A fold's resume point, read with ``weights_only=True``: tensors, numbers, strings and
+    containers only, so a doctored file cannot run code; anything else is refused."""
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError or EOFError by cause
+        raise InputError(f"{path}: not a resume point this program wrote, or damaged ({type(exc).__name__}); it was not "
+                         "run. Delete it to restart this fold from its last finished epoch") from None
+    expected = {"model", "optimizer", "scheduler", "generator", "torch_rng", "state"}
+    if not isinstance(saved, dict) or not expected <= set(saved):
+        raise InputError(f"{path}: not a dawnchorus resume point (needs {', '.join(sorted(expected))}); delete it to restart this fold")
+    saved["state"]["scores"] = {int(k): v for k, v in saved["state"].get("scores", {}).items()}
+    return saved
+
+
 def _private_generator() -> torch.Generator:
     """DataLoaders draw a seed from the global RNG unless given their own generator; that
     extra draw on every (re)created loader would make a resumed run diverge from an
@@ -261,7 +276,7 @@ class FoldTrainer:
         state = {"epoch": 0, "step": 0, "history": [], "scores": {}}
         resume_path = self.fold_dir / "resume.pt"
         if resume_path.is_file():
-            saved = torch.load(resume_path, map_location=self.device, weights_only=False)
+            saved = _read_resume(resume_path, device=self.device)
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
@@ -367,8 +382,10 @@ class FoldTrainer:
         state["best"] = best
 
     def _save_resume(self, path, model, optimizer, scheduler, generator, state) -> None:
+        # plain numbers only, so that the file loads with weights_only=True (no code runs on reading it)
         payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                   "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "state": state}
+                   "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "state": json.loads(json.dumps(
+                       state, default=float))}
         tmp = path.with_suffix(".tmp")
         torch.save(payload, tmp)
         os.replace(tmp, path)  # a kill during the save leaves the previous resume point intact
