@@ -233,3 +233,40 @@ def test_db_that_is_not_a_review_database_is_an_input_error(corpus):
     with pytest.raises(InputError, match="not a dawnchorus review database"):
         create_app(candidates=read_candidates_csv(corpus / "candidates.csv"), audio_dir=corpus / "data" / "train",
                    db_path=corpus / "other.sqlite")
+
+
+TOKEN = "a-long-enough-review-token"
+
+
+@pytest.mark.parametrize("path", ["/", "/api/candidates", "/api/candidates/1/spectrogram.png", "/api/candidates/1/audio.wav",
+                                  "/static/review.js"])
+def test_a_token_server_refuses_every_request_without_the_token(corpus, path):
+    client = TestClient(new_app(corpus, token=TOKEN))
+    assert client.get(path).status_code == 401
+    assert client.get(path, headers={"Authorization": "Bearer wrong-token-of-some-length"}).status_code == 401
+    assert client.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+def test_the_printed_link_sets_a_cookie_that_the_page_then_uses(corpus):
+    client = TestClient(new_app(corpus, token=TOKEN))
+    first = client.get(f"/?token={TOKEN}")
+    assert first.status_code == 200 and "httponly" in first.headers["set-cookie"].lower()
+    assert client.get("/api/candidates").status_code == 200  # the cookie, no token in the URL
+    assert client.post("/api/candidates/1/decision", json={"decision": "tp"}).status_code == 200
+    stranger = TestClient(new_app(corpus, token=TOKEN))
+    assert stranger.post("/api/candidates/2/decision", json={"decision": "tp"}).status_code == 401
+    assert [c["decision"] for c in stranger.get("/api/candidates", headers={"Authorization": f"Bearer {TOKEN}"}).json()][:2] == ["tp", None]
+
+
+def test_tokens_are_long_and_token_files_are_checked(corpus, tmp_path):
+    from dawnchorus.review.server import new_token, page_url, read_token_file
+
+    with pytest.raises(InputError, match="at least 16"):
+        new_app(corpus, token="short")
+    assert len(new_token()) >= 16 and new_token() != new_token()
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    assert read_token_file(tmp_path / "token") == TOKEN
+    (tmp_path / "bad").write_text("two words here and more\n")
+    with pytest.raises(InputError, match="--token-file"):
+        read_token_file(tmp_path / "bad")
+    assert page_url("0.0.0.0", 8765, token=TOKEN) == f"http://0.0.0.0:8765/?token={TOKEN}"

@@ -56,7 +56,8 @@ def review(
     audio: Optional[Path] = typer.Option(None, "--audio", help="Directory (tree) holding the candidates' recordings."),
     db: Optional[Path] = typer.Option(None, "--db", help="SQLite file for the decisions (created if missing; reopen it to resume)."),
     port: int = typer.Option(8765, "--port", help="Port to serve on (0 = any free port)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but localhost lets other machines in (no login)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but localhost lets other machines in, with a token."),
+    token_file: Optional[Path] = typer.Option(None, "--token-file", help="File holding the token every request must carry (default off localhost: a new one, printed in the link)."),
     reviewer: Optional[str] = typer.Option(None, "--reviewer", help="Name recorded with each decision (default: your user name; the page can change it)."),
     min_score: float = typer.Option(0.0, "--min-score", help="With --detections: leave out detections scoring below this."),
 ):
@@ -66,12 +67,13 @@ def review(
     import getpass
 
     from ..review import create_app, read_candidates_csv, read_detections, run_server
-    from ..review.server import LOOPBACK_HOSTS, is_loopback
+    from ..review.server import LOOPBACK_HOSTS, is_loopback, new_token, read_token_file
 
     if (candidates is None) == (detections is None):
         raise InputError("give exactly one of --candidates CSV or --detections PARQUET")
     if audio is None or db is None:
         raise InputError("--audio DIR and --db FILE are required to serve the review page (or run 'dawnchorus review export')")
+    token = read_token_file(token_file) if token_file is not None else None if is_loopback(host) else new_token()
     loaded = read_candidates_csv(candidates) if candidates is not None else read_detections(detections, min_score=min_score)
     if reviewer is None:
         try:
@@ -81,13 +83,15 @@ def review(
     with warnings.catch_warnings(record=True) as caught:  # show them now, not when the server stops
         warnings.simplefilter("always")
         review_page = create_app(candidates=loaded, audio_dir=audio, db_path=db, reviewer=reviewer,
-                                 allowed_hosts=LOOPBACK_HOSTS if is_loopback(host) else None)
+                                 allowed_hosts=LOOPBACK_HOSTS if is_loopback(host) else None, token=token)
     for warning in caught:
         typer.secho(f"warning: {warning.message}", fg=typer.colors.YELLOW, err=True)
     if not is_loopback(host):
-        typer.secho(f"warning: listening on {host}: anyone who can reach it can read the audio and mark candidates", fg=typer.colors.YELLOW, err=True)
+        typer.secho(f"note: listening on {host}: only requests carrying the token get in (the link below sets it); "
+                    "the traffic is plain HTTP, so use it on a network you trust or behind a TLS proxy",
+                    fg=typer.colors.YELLOW, err=True)
     count = len(review_page.state.session.order)
-    run_server(app=review_page, host=host, port=port,
+    run_server(app=review_page, host=host, port=port, token=token,
                on_ready=lambda url: typer.echo(f"reviewing {count} candidate(s), decisions go to {db}\nopen {url}  (Ctrl+C to stop)"))
     typer.echo(f"stopped; decisions are saved in {db}. Export them with: dawnchorus review export --db {db} --out DIR")
 

@@ -6,6 +6,8 @@ static files are served from the package (no build step, nothing fetched from el
 
 from __future__ import annotations
 
+import hmac
+import secrets
 import socket
 from importlib import resources
 from pathlib import Path
@@ -32,20 +34,24 @@ class DecisionRequest(BaseModel):
 
 def create_app(*, candidates: Sequence[Candidate], audio_dir: str | Path, db_path: str | Path,
                reviewer: str = "anonymous", cache_dir: str | Path | None = None,
-               allowed_hosts: Sequence[str] | None = None) -> FastAPI:
+               allowed_hosts: Sequence[str] | None = None, token: str | None = None) -> FastAPI:
     """The review app for ``candidates`` (see :mod:`dawnchorus.review.candidates`) over ``audio_dir``.
 
     Decisions go to the SQLite file ``db_path`` (created if needed); spectrograms are cached
     in ``cache_dir`` (default: ``<db stem>_cache`` next to the database). ``allowed_hosts``
     restricts the Host header, which keeps other web sites out of a localhost server
-    (DNS rebinding); None accepts any.
+    (DNS rebinding); None accepts any. With ``token``, every request (the page, the API, the
+    images and the audio) must carry it: ``Authorization: Bearer TOKEN``, or the cookie that
+    opening ``/?token=TOKEN`` once sets, so the printed link is all a reviewer needs.
     """
     session = open_session(candidates=candidates, audio_dir=audio_dir, db_path=db_path, reviewer=reviewer,
                            cache_dir=cache_dir)
     app = FastAPI(title="dawnchorus review", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.session = session
+    if token is not None:
+        _require_token(app, token)
     if allowed_hosts is not None:
-        _restrict_hosts(app, allowed_hosts)
+        _restrict_hosts(app, allowed_hosts)  # added last, so it runs first
 
     @app.exception_handler(DawnchorusError)
     async def _input_problem(request: Request, exc: DawnchorusError):
@@ -114,13 +120,55 @@ def _restrict_hosts(app: FastAPI, allowed_hosts: Sequence[str]) -> None:
         return await call_next(request)
 
 
+TOKEN_COOKIE = "dawnchorus_review_token"
+MIN_TOKEN_LENGTH = 16
+
+
+def _require_token(app: FastAPI, token: str) -> None:
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise InputError(f"the review token must have at least {MIN_TOKEN_LENGTH} characters; use a longer one or let "
+                         "'dawnchorus review' make one")
+    expected = token.encode()
+
+    def matches(given: str | None) -> bool:
+        return given is not None and hmac.compare_digest(given.encode(), expected)  # constant time
+
+    @app.middleware("http")
+    async def check_token(request: Request, call_next):
+        scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+        in_query = request.query_params.get("token")
+        if not (matches(bearer if scheme.lower() == "bearer" else None) or matches(request.cookies.get(TOKEN_COOKIE))
+                or matches(in_query)):
+            return JSONResponse(status_code=401, content={"detail": "this review page needs its token: open the link "
+                                                                    "'dawnchorus review' printed"})
+        response = await call_next(request)
+        if in_query is not None:  # the link was opened: later requests of the page carry the cookie instead
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def read_token_file(path: str | Path) -> str:
+    path = Path(path)
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--token-file {path}: cannot read it ({exc})") from None
+    if len(token) < MIN_TOKEN_LENGTH or any(c.isspace() for c in token):
+        raise InputError(f"--token-file {path}: the token must be one word of at least {MIN_TOKEN_LENGTH} characters")
+    return token
+
+
 def is_loopback(host: str) -> bool:
     return host.strip("[]").lower() in LOOPBACK_HOSTS or host.startswith("127.")
 
 
-def page_url(host: str, port: int) -> str:
+def page_url(host: str, port: int, *, token: str | None = None) -> str:
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/"
+    return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -141,12 +189,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def run_server(*, app: FastAPI, host: str = "127.0.0.1", port: int = 8765,
-               on_ready: Callable[[str], None] | None = None) -> None:
+               on_ready: Callable[[str], None] | None = None, token: str | None = None) -> None:
     """Serve ``app`` until Ctrl+C; ``on_ready`` gets the page URL once the port is open (port 0: any free port)."""
     import uvicorn
 
     listener = bind_socket(host, port)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     if on_ready is not None:
-        on_ready(page_url(host, listener.getsockname()[1]))
+        on_ready(page_url(host, listener.getsockname()[1], token=token))
     server.run(sockets=[listener])
