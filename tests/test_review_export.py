@@ -100,10 +100,13 @@ def fake_server(monkeypatch):
     """Replaces the blocking server with one that records its arguments and answers one request."""
     calls = {}
 
-    def run_server(*, app, host, port, on_ready):
-        listing = TestClient(app, base_url=f"http://{host}:{port}").get("/api/candidates").json()
-        calls.update(host=host, port=port, listing=listing)
-        on_ready(f"http://{host}:{port}/")
+    def run_server(*, app, host, port, on_ready, token=None):
+        from dawnchorus.review.server import page_url
+
+        client = TestClient(app, base_url=f"http://{host}:{port}")
+        calls.update(host=host, port=port, token=token, without_token=client.get("/api/candidates").status_code)
+        calls["listing"] = client.get("/api/candidates", headers={"Authorization": f"Bearer {token}"} if token else {}).json()
+        on_ready(page_url(host, port, token=token))
 
     monkeypatch.setattr(dawnchorus.review, "run_server", run_server)
     return calls
@@ -114,6 +117,7 @@ def test_cli_review_serves_candidates_on_localhost_and_prints_the_url(corpus, fa
                                      "--db", str(corpus / "review.sqlite"), "--reviewer", "ana"])
     assert result.exit_code == 0, result.output
     assert "open http://127.0.0.1:8765/" in result.output and "reviewing 4 candidate(s)" in result.output
+    assert fake_server["token"] is None and fake_server["without_token"] == 200  # localhost: Host checks, no token
     assert fake_server["host"] == "127.0.0.1" and len(fake_server["listing"]) == 4
 
 
@@ -124,8 +128,10 @@ def test_cli_review_detections_with_host_and_port(corpus, fake_server):
     result = runner.invoke(cli_app, ["review", "--detections", str(path), "--audio", str(corpus / "data"), "--db",
                                      str(corpus / "det.sqlite"), "--port", "9000", "--host", "0.0.0.0"])
     assert result.exit_code == 0, result.output
-    assert "warning: 1 of 2 candidates left out" in result.stderr and "anyone who can reach it" in result.stderr
+    assert "warning: 1 of 2 candidates left out" in result.stderr and "only requests carrying the token" in result.stderr
     assert (fake_server["host"], fake_server["port"]) == ("0.0.0.0", 9000)
+    token = fake_server["token"]  # off localhost: a new token, in the printed link, required on every request
+    assert len(token) >= 16 and f"http://0.0.0.0:9000/?token={token}" in result.output and fake_server["without_token"] == 401
     assert [(c["species_id"], c["f_max"]) for c in fake_server["listing"]] == [(3, 8000.0)]
 
 
