@@ -75,8 +75,11 @@ def open_db(path: str | Path, *, create: bool = True) -> Iterator[sqlite3.Connec
     if create:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with closing(sqlite3.connect(str(path), timeout=10.0)) as connection:
+        with closing(sqlite3.connect(str(path), timeout=10.0)) as connection:  # waits up to 10 s for another writer
             connection.row_factory = sqlite3.Row
+            # write-ahead log: readers never block the writer, and a process killed mid-write
+            # leaves the last committed decision in place (the log is replayed on the next open)
+            connection.execute("PRAGMA journal_mode=WAL")
             _check_schema(connection, path)
             yield connection
     except sqlite3.DatabaseError as exc:
