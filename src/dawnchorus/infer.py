@@ -95,6 +95,25 @@ def _recordings(paths: Sequence[Path], sample_rate_hz: int) -> Iterator[tuple[in
 
 
 def _model_scores(run: LoadedRun, batch: torch.Tensor, *, fold_classes: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``_batch_scores``, in halves (recursively, with a warning) when the device runs out of memory."""
+    try:
+        return _batch_scores(run, batch, fold_classes=fold_classes)
+    except torch.OutOfMemoryError:
+        if batch.shape[0] <= 1:
+            raise InputError(f"one window does not fit in the memory of {batch.device}; predict with --device cpu or a "
+                             "shorter --window-s") from None
+        if batch.is_cuda:
+            torch.cuda.empty_cache()
+        half = batch.shape[0] // 2
+        warnings.warn(f"out of memory on {batch.device} for a batch of {batch.shape[0]} windows; scoring it as {half} + "
+                      f"{batch.shape[0] - half} (lower infer.batch_size to avoid the retry)", stacklevel=2)
+        parts = [_model_scores(run, batch[:half], fold_classes=fold_classes),
+                 _model_scores(run, batch[half:], fold_classes=fold_classes)]
+        frames = None if parts[0][1] is None else torch.cat([parts[0][1], parts[1][1]])
+        return torch.cat([parts[0][0], parts[1][0]]), frames
+
+
+def _batch_scores(run: LoadedRun, batch: torch.Tensor, *, fold_classes: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Clip and (when the head has one) frame probabilities, averaged over the run's models."""
     clip, frame = None, None
     for model in run.models:
