@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .atomic import atomic_write_text
 from .errors import InputError
 
 
@@ -236,8 +237,7 @@ def save_head_config(config: HeadConfig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = {"kind": HEAD_KIND, **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}}
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
+    return atomic_write_text(path, yaml.safe_dump(raw, sort_keys=False))
 
 
 def load_any_config(name_or_path: str | Path) -> RunConfig | HeadConfig:
@@ -289,8 +289,7 @@ def _cnn_config(raw: Any, *, source: str) -> RunConfig:
 def save_config(config: RunConfig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    return path
+    return atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 def to_dict(config: RunConfig) -> dict:

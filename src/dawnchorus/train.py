@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
+from .atomic import atomic_write_text, atomic_write_with
 from .augment import BackgroundBank, SpecAugment, augment_waveforms, mix_backgrounds, mixup
 from .config import RunConfig, load_config, save_config
 from .data.annotations import Box
@@ -102,10 +103,10 @@ def prepare_run(*, data_dir, out_dir, config: RunConfig, resume: bool) -> tuple[
     folds = assign_folds(dataset, folds=config.train.folds, seed=config.train.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, saved)
-    (out_dir / "layout.json").write_text(json.dumps(layout.to_dict()))
+    atomic_write_text(out_dir / "layout.json", json.dumps(layout.to_dict()))
     write_species_csv(dataset.species, out_dir / "species.csv")
     write_bands_csv(species_bands(dataset.tp), out_dir / "species_bands.csv")  # where detections are drawn in Raven
-    pd.DataFrame(sorted(folds.items()), columns=["recording_id", "fold"]).to_csv(out_dir / "folds.csv", index=False)
+    _write_csv(pd.DataFrame(sorted(folds.items()), columns=["recording_id", "fold"]), out_dir / "folds.csv")
     return config, dataset, layout, folds
 
 
@@ -131,11 +132,11 @@ def train(*, data_dir: str | Path, out_dir: str | Path, config: RunConfig, resum
                     soft_audio_paths=soft_audio_paths, init_weights=init_weights).run()
     histories = [pd.read_csv(p) for p in sorted(out_dir.glob("fold*/history.csv"))]
     if histories:
-        pd.concat(histories).to_csv(out_dir / "history.csv", index=False)
+        _write_csv(pd.concat(histories), out_dir / "history.csv")
     oofs = [pd.read_csv(p) for p in sorted(out_dir.glob("fold*/oof.csv"))]
     if oofs:
         oof = pd.concat(oofs)
-        oof.to_csv(out_dir / "oof.csv", index=False)
+        _write_csv(oof, out_dir / "oof.csv")
         window_files = sorted(out_dir.glob("fold*/oof_windows.parquet"))
         # folds finished by an older version have no window scores: no persistence rule then
         oof_windows = pd.concat([pd.read_parquet(p) for p in window_files]) if len(window_files) == len(oofs) else None
@@ -182,7 +183,15 @@ def write_calibration(run_dir: Path, *, oof: pd.DataFrame, dataset: RfcxDataset,
         # rates for adjusted classify and count; fpr is an upper bound: "absent" holds unlabelled presences
         calibration["persistence"] = {"windows": persistence_windows, "threshold": kth_threshold,
                                       "tpr": float(passed[present_here].mean()), "fpr": float(passed[~present_here].mean())}
-    (run_dir / "calibration.json").write_text(json.dumps(calibration, indent=1))
+    atomic_write_text(run_dir / "calibration.json", json.dumps(calibration, indent=1))
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    atomic_write_with(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def _save_weights(model, path: Path) -> None:
+    atomic_write_with(path, lambda tmp: save_file(model.state_dict(), str(tmp)))
 
 
 def _read_resume(path: Path, *, device: torch.device) -> dict:
@@ -272,6 +281,8 @@ class FoldTrainer:
         if (self.fold_dir / "model.safetensors").is_file():
             return  # finished earlier
         self.fold_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in self.fold_dir.glob(".*.tmp"):  # a write a kill interrupted: never read, so just remove it
+            leftover.unlink(missing_ok=True)
         model, optimizer, scheduler, generator = self._build()
         state = {"epoch": 0, "step": 0, "history": [], "scores": {}}
         resume_path = self.fold_dir / "resume.pt"
@@ -288,13 +299,15 @@ class FoldTrainer:
             row = {"fold": self.fold, "epoch": epoch, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
                    "crops_per_s": crops_per_s, **self._validate(model)}
             state["history"].append(row)
-            pd.DataFrame(state["history"]).to_csv(self.fold_dir / "history.csv", index=False)
-            (self.fold_dir / "history.json").write_text(json.dumps(state["history"], indent=1))
-            save_file(model.state_dict(), str(self.fold_dir / f"epoch_{epoch:03d}.safetensors"))
+            _write_csv(pd.DataFrame(state["history"]), self.fold_dir / "history.csv")
+            atomic_write_text(self.fold_dir / "history.json", json.dumps(state["history"], indent=1))
+            _save_weights(model, self.fold_dir / f"epoch_{epoch:03d}.safetensors")
             state["scores"][epoch] = row.get("val_auc", float(epoch))  # no validation: later epochs rank higher
-            self._keep_best(state)
+            dropped = self._keep_best(state)
             state.update(epoch=epoch + 1, step=0)
             self._save_resume(resume_path, model, optimizer, scheduler, generator, state)
+            for path in dropped:  # only once the resume point no longer names them
+                path.unlink(missing_ok=True)
             if self.progress:
                 shown = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float))
                 print(f"fold {self.fold} epoch {epoch + 1}/{self.config.train.epochs}: {shown}", flush=True)
@@ -374,21 +387,18 @@ class FoldTrainer:
         auc, macro = masked_auc(y_true=targets.numpy(), y_score=torch.sigmoid(logits).numpy())
         return {"val_loss": float(masked_bce(logits, targets)), "val_auc": auc, "val_macro_auc": macro}
 
-    def _keep_best(self, state) -> None:
+    def _keep_best(self, state) -> list[Path]:
+        """Set the best epochs in ``state``; the checkpoints of the others, to delete."""
         best = sorted(state["scores"], key=lambda e: state["scores"][e], reverse=True)[: self.config.train.average_best]
-        for epoch in state["scores"]:
-            if epoch not in best:
-                (self.fold_dir / f"epoch_{epoch:03d}.safetensors").unlink(missing_ok=True)
         state["best"] = best
+        return [self.fold_dir / f"epoch_{epoch:03d}.safetensors" for epoch in state["scores"] if epoch not in best]
 
     def _save_resume(self, path, model, optimizer, scheduler, generator, state) -> None:
         # plain numbers only, so that the file loads with weights_only=True (no code runs on reading it)
         payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                    "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "state": json.loads(json.dumps(
                        state, default=float))}
-        tmp = path.with_suffix(".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)  # a kill during the save leaves the previous resume point intact
+        atomic_write_with(path, lambda tmp: torch.save(payload, tmp))  # a kill leaves the previous resume point intact
 
     def _finish(self, model, state) -> None:
         """Average the best epochs' weights (checkpoint averaging), save, and predict out-of-fold."""
@@ -398,9 +408,9 @@ class FoldTrainer:
         model.load_state_dict(averaged)
         if len(tensors) > 1:
             self._recalibrate_batchnorm(model)
-        save_file(model.state_dict(), str(self.fold_dir / "model.safetensors"))
         if self.held_out:
             self._predict_out_of_fold(model)
+        _save_weights(model, self.fold_dir / "model.safetensors")  # last: it marks the fold finished
         (self.fold_dir / "resume.pt").unlink(missing_ok=True)
 
     @torch.no_grad()
@@ -428,7 +438,7 @@ class FoldTrainer:
                                   hop_s=infer.hop_s, batch_size=infer.batch_size, device=self.device,
                                   frame_step_s=infer.frame_step_s, extra_window_s=infer.extra_window_s,
                                   tta_shifts=infer.tta_shifts)
-        windows.to_parquet(self.fold_dir / "oof_windows.parquet", index=False)
+        atomic_write_with(self.fold_dir / "oof_windows.parquet", lambda tmp: windows.to_parquet(tmp, index=False))
         oof = aggregate_windows(windows, species_columns=self.dataset.species.columns, method=infer.aggregate, top_k=infer.top_k)
         oof.insert(1, "fold", self.fold)
-        oof.to_csv(self.fold_dir / "oof.csv", index=False)
+        _write_csv(oof, self.fold_dir / "oof.csv")

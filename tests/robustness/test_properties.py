@@ -25,7 +25,8 @@ def boxes(draw, *, duration_s: float = 60.0):
                t_max_s=min(duration_s, t_min + length), f_max_hz=f_min + draw(st.floats(1.0, 4000.0)), label=draw(st.integers(0, 1)))
 
 
-@given(n_total=st.integers(1, 10**7), window=st.integers(1, 10**6), hop=st.integers(1, 10**6))
+@settings(deadline=None)  # hop 1 over a million samples lists a million windows: slow, not wrong
+@given(n_total=st.integers(1, 10**6), window=st.integers(1, 10**5), hop=st.integers(1, 10**5))
 def test_windows_cover_the_signal_in_order_and_inside_it(n_total, window, hop):
     starts = window_starts(n_total, window=window, hop=hop)
     assert starts[0] == 0 and (np.diff(starts) > 0).all()
