@@ -69,7 +69,7 @@ def build_bank(templates: Sequence[Template], *, audio_dir: str | Path, sample_r
     for t in templates:
         if t.f_min_hz >= nyquist_hz - hz_per_row:
             problems.append(f"{t.where}: the box ({t.f_min_hz:g}-{t.f_max_hz:g} Hz) lies above {nyquist_hz:g} Hz, the Nyquist "
-                            f"frequency of the bank's rate; raise sample_rate_hz (--set sample_rate_hz=...) or drop the box")
+                            f"frequency of the bank's rate; raise template_sample_rate_hz (--set template_sample_rate_hz=...) or drop the box")
             continue
         kept.append(t if t.f_max_hz <= nyquist_hz else replace(t, f_max_hz=float(nyquist_hz)))
     if problems:
