@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +13,8 @@ from dawnchorus import infer
 from dawnchorus.errors import InputError
 from dawnchorus.train import train
 
-from test_train_infer import corpus, fast_config  # noqa: F401  (corpus is a fixture)
+sys.path.insert(0, str(Path(__file__).parents[1]))  # the suite's shared helpers, when this folder runs alone
+from test_train_infer import corpus, fast_config  # noqa: E402,F401  (corpus is a fixture)
 
 
 def test_out_of_memory_halves_the_batch_and_scores_stay_the_same(corpus, tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+from pathlib import Path
 import time
 
 import pandas as pd
@@ -16,7 +17,8 @@ import pandas as pd
 from dawnchorus.config import load_config, save_config
 from dawnchorus.infer import predict
 
-from test_train_infer import corpus, fast_config  # noqa: F401  (corpus is a fixture)
+sys.path.insert(0, str(Path(__file__).parents[1]))  # the suite's shared helpers, when this folder runs alone
+from test_train_infer import corpus, fast_config  # noqa: E402,F401  (corpus is a fixture)
 
 KILLS = 10
 
