@@ -9,8 +9,8 @@ import random
 import signal
 import subprocess
 import sys
-from pathlib import Path
 import time
+from pathlib import Path
 
 import pandas as pd
 
