@@ -151,6 +151,72 @@ class RunConfig:
     infer: InferConfig = field(default_factory=InferConfig)
     pseudo: PseudoConfig = field(default_factory=PseudoConfig)
 
+    def __post_init__(self) -> None:
+        problems = [f"{key}={value!r} ({allowed})" for key, value, ok, allowed in _run_checks(self) if not ok]
+        if problems:
+            raise InputError("config: invalid " + "; ".join(problems))
+
+
+def _ordered_pair(pair, low: float = float("-inf"), high: float = float("inf")) -> bool:
+    return pair is None or (len(pair) == 2 and low <= pair[0] <= pair[1] <= high)
+
+
+def _run_checks(c: "RunConfig") -> list[tuple[str, Any, bool, str]]:
+    """(key path, value, valid, what is allowed) for every checked field; choices that live in
+    other modules (backbones, heads, losses) are checked where they are built."""
+    f, m, lo, s, a, t, i, p = c.features, c.model, c.loss, c.sampling, c.augment, c.train, c.infer, c.pseudo
+    nyquist = f.sample_rate_hz / 2
+    return [
+        ("features.sample_rate_hz", f.sample_rate_hz, f.sample_rate_hz >= 1000, "at least 1000"),
+        ("features.n_fft", f.n_fft, f.n_fft >= 16, "at least 16"),
+        ("features.hop_length", f.hop_length, f.hop_length >= 1, "at least 1"),
+        ("features.n_mels", f.n_mels, f.n_mels >= 1, "at least 1"),
+        ("features.f_min_hz", f.f_min_hz, 0 <= f.f_min_hz < f.f_max_hz, "0 or more, below features.f_max_hz"),
+        ("features.f_max_hz", f.f_max_hz, f.f_max_hz <= nyquist, f"at most sample_rate_hz / 2 = {nyquist:g}"),
+        ("features.normalize", f.normalize, f.normalize in ("instance", "none"), "instance or none"),
+        ("features.top_db", f.top_db, f.top_db is None or f.top_db > 0, "positive or null"),
+        ("model.pool", m.pool, m.pool in ("avgmax", "gem"), "avgmax or gem"),
+        ("model.classes", m.classes, m.classes in ("species", "songtype"), "species or songtype"),
+        ("model.dropout", m.dropout, 0 <= m.dropout < 1, "0 <= dropout < 1"),
+        ("loss.label_mode", lo.label_mode, lo.label_mode in ("masked", "naive", "tp_only"), "masked, naive or tp_only"),
+        ("loss.pos_weight", lo.pos_weight, lo.pos_weight > 0, "positive"),
+        ("loss.clip_weight", lo.clip_weight, lo.clip_weight >= 0 and lo.clip_weight + lo.frame_weight > 0,
+         "0 or more, and clip_weight + frame_weight positive"),
+        ("loss.frame_weight", lo.frame_weight, lo.frame_weight >= 0, "0 or more"),
+        ("sampling.crop_s", s.crop_s, s.crop_s > 0, "positive seconds"),
+        ("sampling.min_box_inside", s.min_box_inside, 0 < s.min_box_inside <= 1, "0 < share <= 1"),
+        ("sampling.crops_per_epoch", s.crops_per_epoch, s.crops_per_epoch >= 1, "at least 1"),
+        ("sampling.tp_fraction", s.tp_fraction, 0 <= s.tp_fraction <= 1, "a share between 0 and 1"),
+        ("augment.noise_prob", a.noise_prob, 0 <= a.noise_prob <= 1, "a probability"),
+        ("augment.noise_snr_db", a.noise_snr_db, _ordered_pair(a.noise_snr_db), "[low, high] with low <= high"),
+        ("augment.mixup_prob", a.mixup_prob, 0 <= a.mixup_prob <= 1, "a probability"),
+        ("augment.mixup_alpha", a.mixup_alpha, a.mixup_alpha > 0, "positive"),
+        ("augment.background_prob", a.background_prob, 0 <= a.background_prob <= 1 and (a.background_prob == 0 or a.background_dir),
+         "a probability; above 0 it needs augment.background_dir"),
+        ("augment.background_snr_db", a.background_snr_db, _ordered_pair(a.background_snr_db), "[low, high] with low <= high"),
+        ("augment.background_labels", a.background_labels, a.background_labels in ("unknown", "keep"), "unknown or keep"),
+        ("train.folds", t.folds, t.folds >= 1, "at least 1"),
+        ("train.train_folds", t.train_folds, t.train_folds is None or (len(t.train_folds) > 0 and all(0 <= k < t.folds for k in t.train_folds)),
+         f"null or fold numbers from 0 to train.folds - 1 = {t.folds - 1}"),
+        ("train.epochs", t.epochs, t.epochs >= 1, "at least 1"),
+        ("train.batch_size", t.batch_size, t.batch_size >= 1, "at least 1"),
+        ("train.lr", t.lr, t.lr > 0, "positive"),
+        ("train.num_workers", t.num_workers, t.num_workers >= 0, "0 or more"),
+        ("train.checkpoint_every_steps", t.checkpoint_every_steps, t.checkpoint_every_steps >= 1, "at least 1"),
+        ("train.average_best", t.average_best, t.average_best >= 1, "at least 1"),
+        ("infer.window_s", i.window_s, i.window_s > 0, "positive seconds"),
+        ("infer.hop_s", i.hop_s, i.hop_s > 0, "positive seconds"),
+        ("infer.batch_size", i.batch_size, i.batch_size >= 1, "at least 1"),
+        ("infer.aggregate", i.aggregate, i.aggregate in ("max", "topk_mean"), "max or topk_mean"),
+        ("infer.top_k", i.top_k, i.top_k >= 1, "at least 1"),
+        ("infer.tta_shifts", i.tta_shifts, i.tta_shifts >= 1, "at least 1"),
+        ("pseudo.rounds", p.rounds, p.rounds >= 0, "0 or more"),
+        ("pseudo.prob", p.prob, 0 <= p.prob <= 1, "a probability"),
+        ("pseudo.init", p.init, p.init in ("teacher", "scratch"), "teacher or scratch"),
+        ("pseudo.hard_thresholds", p.hard_thresholds, p.hard_thresholds is None or (
+            _ordered_pair(p.hard_thresholds, 0, 1) and p.hard_thresholds[0] < p.hard_thresholds[1]), "null or [low, high], 0 <= low < high <= 1"),
+    ]
+
 
 HEAD_KIND = "embedding-head"  # the ``kind`` of a YAML config for a head on pretrained embeddings
 EMBEDDERS = ("birdnet", "templates")  # what a head's windows are embedded with
