@@ -40,12 +40,18 @@ def test_training_survives_ten_random_kills(corpus, tmp_path):
     command = [sys.executable, "-m", "dawnchorus.cli", "train", "--data", str(corpus), "--out", str(run),
                "--preset", str(tmp_path / "config.yaml")]
     rng, kills, started = random.Random(7), 0, time.monotonic()
+    start_up_s = None  # measured on the first start: kills then land after it, in training and its writes
     while kills < KILLS:
         assert time.monotonic() - started < 600, f"still training after {kills} kills"
         resume = ["--resume"] if (run / "config.yaml").is_file() else []
+        launched = time.monotonic()
         process = subprocess.Popen(command + resume, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if start_up_s is None:
+            while not (run / "config.yaml").is_file() and process.poll() is None:
+                time.sleep(0.05)
+            start_up_s = time.monotonic() - launched
         try:
-            process.wait(timeout=rng.uniform(2.5, 6.0))  # start-up takes about 2 s: kills land in training and writes
+            process.wait(timeout=max(0.0, start_up_s + rng.uniform(0.0, 3.0) - (time.monotonic() - launched)))
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
