@@ -321,6 +321,7 @@ def head_persistence_evidence(*, run_dir: str | Path, audio_dir: str | Path, cac
     """``infer.persistence_evidence`` for a head run: each recording's k-th best window of round 0,
     with the k and threshold of the run's out-of-fold rule; None for runs without one.
     Pass ``windows`` when round 0 has already scored ``audio_dir``."""
+    from .postprocess import species_columns_of
     from .priors import persistence_from_run
     from .scores import kth_best_window
 
@@ -331,6 +332,5 @@ def head_persistence_evidence(*, run_dir: str | Path, audio_dir: str | Path, cac
     if windows is None:
         windows = predict_embeddings(run_dir=run_dir, audio_dir=audio_dir, cache_dir=cache_dir, threads=threads, pseudo_round=0,
                                      progress=progress).windows
-    columns = [c for c in windows.columns if c not in ("recording_id", "t_start_s", "t_end_s")]
-    return kth_best_window(windows, species_columns=columns, k=k), k, threshold
+    return kth_best_window(windows, species_columns=species_columns_of(windows, source="window scores"), k=k), k, threshold
 

@@ -147,24 +147,31 @@ def window_spectrograms(windows, *, torch, frame_pool: int = 1):
     return flattened
 
 
-def best_matches(spectrograms, bank: TemplateBank, *, torch) -> np.ndarray:
-    """``(n, patches)``: each patch's best NCC over the time offsets of each window (0 where it cannot fit)."""
+def centred_kernels(bank: TemplateBank, *, torch) -> list[tuple[int, "torch.Tensor", float]]:
+    """Each patch as ``(row_start, kernel with its mean removed, kernel norm)``, prepared once per bank."""
+    prepared = []
+    for patch, row in zip(bank.patches, bank.row_starts):
+        kernel = torch.from_numpy(np.ascontiguousarray(patch, dtype=np.float32))
+        kernel = kernel - kernel.mean()
+        prepared.append((row, kernel, float(torch.sqrt((kernel**2).sum()))))
+    return prepared
+
+
+def best_matches(spectrograms, kernels, *, torch) -> np.ndarray:
+    """``(n, patches)``: each kernel's best NCC over the time offsets of each window (0 where it cannot fit)."""
     n, _, n_frames = spectrograms.shape
-    out = torch.zeros((n, len(bank)), dtype=torch.float32)
-    for j, (patch, row) in enumerate(zip(bank.patches, bank.row_starts)):
-        rows, width = patch.shape
+    out = torch.zeros((n, len(kernels)), dtype=torch.float32)
+    for j, (row, kernel, norm) in enumerate(kernels):
+        rows, width = kernel.shape
         if width > n_frames:
             continue
         band = spectrograms[:, row : row + rows, :]
-        kernel = torch.from_numpy(patch).to(band.dtype)
-        kernel = kernel - kernel.mean()
-        norm = torch.sqrt((kernel**2).sum())
         numerator = torch.nn.functional.conv1d(band, kernel[None]).squeeze(1)  # centred kernel: window means cancel
         sums = torch.nn.functional.pad(band.sum(dim=1).cumsum(dim=1), (1, 0))
         squares = torch.nn.functional.pad((band**2).sum(dim=1).cumsum(dim=1), (1, 0))
         window_sum, window_squares = sums[:, width:] - sums[:, :-width], squares[:, width:] - squares[:, :-width]
         deviation = torch.sqrt(torch.clamp(window_squares - window_sum**2 / (rows * width), min=0.0)) * norm
-        flat = deviation <= 1e-6 * torch.clamp(norm, min=1.0)  # a window with no variation matches nothing
+        flat = deviation <= 1e-6 * max(norm, 1.0)  # a window with no variation matches nothing
         scores = torch.where(flat, torch.zeros_like(numerator), numerator / torch.where(flat, torch.ones_like(deviation), deviation))
         out[:, j] = scores.clamp(-1.0, 1.0).max(dim=1).values
     return out.numpy()
@@ -178,6 +185,7 @@ def bank_embedder(bank: TemplateBank, *, window_s: float, batch_size: int = 64, 
 
     if len(bank) == 0:
         raise InputError("the template bank is empty: the training labels need at least one TP box")
+    kernels = centred_kernels(bank, torch=torch)
 
     def embed(windows: np.ndarray) -> np.ndarray:
         previous = torch.get_num_threads()
@@ -185,7 +193,7 @@ def bank_embedder(bank: TemplateBank, *, window_s: float, batch_size: int = 64, 
         try:
             with torch.no_grad():
                 samples = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
-                return best_matches(window_spectrograms(samples, torch=torch, frame_pool=bank.frame_pool), bank, torch=torch)
+                return best_matches(window_spectrograms(samples, torch=torch, frame_pool=bank.frame_pool), kernels, torch=torch)
         finally:
             torch.set_num_threads(previous)
 
