@@ -7,7 +7,6 @@ paper (LeBien et al. 2020) so results can be compared with it.
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from .data.tables import read_text_table
 from .errors import InputError, ValidationError
 
 __all__ = [
@@ -221,22 +221,6 @@ def _fmt_ids(values: list) -> str:
     return ", ".join(str(v) for v in values[:_MAX_SHOWN]) + (f" ... and {more} more" if more > 0 else "")
 
 
-def _read_header(p: Path) -> list[str]:
-    """Read the header ourselves: pandas silently renames duplicate columns, hiding the mistake."""
-    if not p.exists():
-        raise InputError(f"{p}: file not found")
-    if not p.is_file():
-        raise InputError(f"{p}: not a regular file")
-    try:
-        with p.open(newline="", encoding="utf-8-sig") as fh:
-            header = next(csv.reader(fh), None)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{p}: cannot read file ({exc})") from exc
-    if not header or all(not h.strip() for h in header):
-        raise InputError(f"{p}: file is empty; expected a header '{ID_COLUMN},s0,s1,...' and one row per recording")
-    return [h.strip() for h in header]
-
-
 def _resolve_species(p: Path, header: list[str], expected: list[str] | None) -> list[str]:
     """Check the header before parsing cells: a wrong header makes every cell error meaningless."""
     dups = sorted({h for h in header if header.count(h) > 1})
@@ -270,18 +254,9 @@ def read_score_table(*, path: str | Path, species_columns: list[str] | None = No
     if kind not in _KINDS:
         raise InputError(f"kind must be one of {_KINDS}; got {kind!r}")
     p = Path(path)
-    header = _read_header(p)
-    species = _resolve_species(p, header, species_columns)
+    raw = read_text_table(p, what=f"{kind} table", header=f"{ID_COLUMN},s0,s1,...")
+    species = _resolve_species(p, list(raw.columns), species_columns)
     problems: list[str] = []
-    try:
-        raw = pd.read_csv(p, dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=False,
-                          encoding="utf-8-sig", skipinitialspace=True)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
-        raise InputError(f"{p}: cannot parse CSV ({exc})") from exc
-    raw.columns = [c.strip() for c in raw.columns]
-    raw = raw.fillna("").apply(lambda col: col.str.strip())
-    raw.index = raw.index + 2  # file line numbers: header is line 1
-    raw = raw[(raw != "").any(axis=1)]  # blank lines carry no data
     if raw.empty:
         raise InputError(f"{p}: file has a header but no data rows")
     ids = raw[ID_COLUMN]

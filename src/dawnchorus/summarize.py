@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .data.tables import read_text_table
 from .errors import InputError, ValidationError
 
 __all__ = ["SUMMARY_COLUMNS", "PRESENCE_COLUMNS", "read_recording_summary", "presence_table", "plot_presence"]
@@ -47,19 +48,17 @@ def read_recording_summary(path: str | Path) -> pd.DataFrame:
     Every bad row is reported at once, by its line in the file.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: summary file not found; pass the recordings.csv of a finished archive job")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not a readable CSV ({exc}); expected the recordings.csv of an archive job") from None
+    raw = read_text_table(path, what="recording summary (the recordings.csv of an archive job)", header=",".join(SUMMARY_COLUMNS))
     missing = [c for c in SUMMARY_COLUMNS if c not in raw.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; a recording summary has the columns "
                          f"{','.join(SUMMARY_COLUMNS)} (found: {','.join(map(str, raw.columns)) or 'none'})")
-    summary = raw.copy()
+    summary = raw.reset_index(drop=True)
     problems: list[str] = []
-    lines = np.arange(len(raw)) + 2  # the header is line 1
+    lines = raw.index.to_numpy()
+    raw = raw.reset_index(drop=True)
     for column in _TEXT_COLUMNS:
         summary[column] = raw[column].astype(str).str.strip()
     for line, recording_id in zip(lines, summary["recording_id"]):

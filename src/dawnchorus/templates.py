@@ -29,7 +29,8 @@ from scipy.signal import find_peaks, fftconvolve
 from scipy.signal.windows import hann
 from tqdm import tqdm
 
-from .data.annotations import read_boxes
+from .data.annotations import LABEL_COLUMNS, read_boxes
+from .data.tables import read_text_table
 from .data.audio import find_audio_files, find_recordings_by_id, load_audio, probe_audio
 from .errors import AudioError, InputError, ValidationError
 
@@ -107,15 +108,15 @@ def read_templates(path: str | Path) -> list[Template]:
     """Templates from a CSV with the RFCx label columns (plus an optional ``template_id``)."""
     path = Path(path)
     boxes = read_boxes(path, label=1)  # validates every row; bad rows raise naming their lines
-    ids = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    ids.columns = [str(c).strip() for c in ids.columns]
-    given = [str(v).strip() for v in ids["template_id"]] if "template_id" in ids.columns else [""] * len(boxes)
+    ids = read_text_table(path, what="template file", header=",".join(LABEL_COLUMNS) + ",template_id")
+    given = list(ids["template_id"]) if "template_id" in ids.columns else [""] * len(boxes)
+    lines = list(ids.index)
     templates = [Template(recording_id=b.recording_id, species_id=b.species_id, songtype_id=b.songtype_id, t_min_s=b.t_min_s,
                           t_max_s=b.t_max_s, f_min_hz=b.f_min_hz, f_max_hz=b.f_max_hz, template_id=given[i],
-                          source=f"{path} line {i + 2}") for i, b in enumerate(boxes)]
+                          source=f"{path} line {lines[i]}") for i, b in enumerate(boxes)]
     names = [t.name for t in templates]
     # two boxes starting together in one recording would share the default id; the line tells them apart
-    return [t if t.template_id or names.count(t.name) == 1 else replace(t, template_id=f"{t.name}#line{i + 2}")
+    return [t if t.template_id or names.count(t.name) == 1 else replace(t, template_id=f"{t.name}#line{lines[i]}")
             for i, t in enumerate(templates)]
 
 

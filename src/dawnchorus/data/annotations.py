@@ -18,6 +18,7 @@ import pandas as pd
 from ..errors import InputError, ValidationError
 from .audio import AudioInfo
 from .species import SpeciesTable
+from .tables import read_text_table
 
 LABEL_COLUMNS = ("recording_id", "species_id", "songtype_id", "t_min", "f_min", "t_max", "f_max")
 _TIME_TOLERANCE_S = 1e-3
@@ -68,7 +69,7 @@ def read_boxes(
     listed in a warning instead.
     """
     path = Path(path)
-    frame = read_text_table(path)
+    frame = read_text_table(path, what="label file", header=",".join(LABEL_COLUMNS))
     missing = [c for c in LABEL_COLUMNS if c not in frame.columns]
     if missing:
         raise ValidationError(
@@ -78,7 +79,7 @@ def read_boxes(
     boxes: list[Box] = []
     problems: list[str] = []
     seen: dict[tuple, int] = {}
-    for line, row in enumerate(frame.to_dict("records"), start=2):
+    for line, row in zip(frame.index, frame.to_dict("records")):
         row_problems, box = _check_row(row, label=label, species=species, recordings=recordings)
         if box is not None:
             key = tuple(box.as_row().values())
@@ -96,19 +97,6 @@ def read_boxes(
         warnings.warn(str(ValidationError(str(path), problems)) + "\n(these rows were dropped)", stacklevel=2)
     return boxes
 
-
-def read_text_table(path: Path, *, what: str = "label file", header: str = ",".join(LABEL_COLUMNS)) -> pd.DataFrame:
-    """A CSV read as strings (cells checked one by one later, so every bad row can be named)."""
-    if not path.is_file():
-        raise InputError(f"{path}: {what} not found")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: file is empty; it needs the header {header}") from None
-    except Exception as exc:
-        raise InputError(f"{path}: cannot parse as CSV ({exc})") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
 
 
 

@@ -13,7 +13,8 @@ from typing import Iterable
 
 from ..atomic import atomic_write_text
 from ..errors import InputError
-from .annotations import Box, read_text_table
+from .annotations import Box
+from .tables import read_text_table
 
 BAND_COLUMNS = ("species_id", "f_min_hz", "f_max_hz")
 
@@ -52,7 +53,7 @@ def read_bands_csv(path: str | Path) -> dict[int, tuple[float, float]]:
                          f"(found: {','.join(frame.columns)})")
     bands: dict[int, tuple[float, float]] = {}
     problems: list[str] = []
-    for line, row in enumerate(frame.to_dict("records"), start=2):
+    for line, row in zip(frame.index, frame.to_dict("records")):
         try:
             species_id = int(str(row["species_id"]).strip())
             low, high = float(row["f_min_hz"]), float(row["f_max_hz"])

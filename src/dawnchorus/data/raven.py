@@ -14,6 +14,8 @@ Time count from the first file, and the offset gives the time within the selecti
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -22,9 +24,11 @@ import pandas as pd
 from ..errors import InputError, ValidationError
 from .annotations import Box
 from .species import SpeciesTable
+from .tables import read_text_table
 
 BEGIN, END, LOW, HIGH = "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)"
 FILE_OFFSET, SPECIES_ID = "File Offset (s)", "Species ID"
+_INTEGER = re.compile(r"[0-9]+")
 _LABEL_WORDS = {"tp": 1, "1": 1, "present": 1, "true": 1, "yes": 1, "fp": 0, "0": 0, "absent": 0, "false": 0, "no": 0}
 
 
@@ -45,22 +49,15 @@ def read_raven(
     (the name column stays the fallback for rows whose id cell is empty, e.g. added by hand in Raven).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: Raven selection table not found")
-    try:
-        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: file is empty") from None
-    except Exception as exc:
-        raise InputError(f"{path}: cannot parse as a tab-separated selection table ({exc})") from None
-    frame.columns = [c.strip() for c in frame.columns]
+    frame = read_text_table(path, what="Raven selection table", sep="\t", fallback_encoding="cp1252",
+                            header="\t".join(("Selection", "View", "Channel", BEGIN, END, LOW, HIGH, species_column)))
     use_ids = species_column == "Species" and SPECIES_ID in frame.columns
     needed = (BEGIN, END, LOW, HIGH) + (() if use_ids else (species_column,))
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ValidationError(str(path), [f"missing column(s): {', '.join(missing)} (found: {', '.join(frame.columns)})"])
     boxes, problems = [], []
-    for line, row in enumerate(frame.to_dict("records"), start=2):
+    for line, row in zip(frame.index, frame.to_dict("records")):
         if str(row.get("View", "")).startswith("Waveform"):
             continue  # Raven writes each selection once per view; the spectrogram row is enough
         try:
@@ -80,15 +77,17 @@ def _row_to_box(row: dict, *, path: Path, species, species_column: str, recordin
             numbers[column] = float(row[column])
         except ValueError:
             raise ValueError(f"{column} '{row[column]}' is not a number") from None
+        if not math.isfinite(numbers[column]) or numbers[column] < 0:
+            raise ValueError(f"{column} '{row[column]}' is not a finite number >= 0")
     raw_species = str(row.get(SPECIES_ID, "")).strip() if use_ids else ""
     if raw_species:
-        if not raw_species.lstrip("-").isdigit():
+        if not _INTEGER.fullmatch(raw_species):
             raise ValueError(f"{SPECIES_ID} '{raw_species}' is not an integer")
     else:
         raw_species = str(row.get(species_column, "")).strip()
     species_id = _parse_species(raw_species, species)
     songtype = str(row.get("Song Type", "") or "1").strip()
-    if not songtype.isdigit():
+    if not _INTEGER.fullmatch(songtype):
         raise ValueError(f"Song Type '{songtype}' is not an integer")
     label_word = str(row.get("Label", "") or "tp").strip().lower()
     if label_word not in _LABEL_WORDS:
@@ -103,14 +102,14 @@ def _row_to_box(row: dict, *, path: Path, species, species_column: str, recordin
             offset_s = float(raw_offset)
         except ValueError:
             raise ValueError(f"{FILE_OFFSET} '{raw_offset}' is not a number") from None
-        if offset_s < 0:
-            raise ValueError(f"{FILE_OFFSET} {offset_s} is negative")
+        if not math.isfinite(offset_s) or offset_s < 0:
+            raise ValueError(f"{FILE_OFFSET} '{raw_offset}' is not a finite number >= 0")
         t_min_s, t_max_s = offset_s, offset_s + (numbers[END] - numbers[BEGIN])
     return Box(rec, species_id, int(songtype), t_min_s, numbers[LOW], t_max_s, numbers[HIGH], _LABEL_WORDS[label_word])
 
 
 def _parse_species(raw: str, species: SpeciesTable | None) -> int:
-    if raw.lstrip("-").isdigit():
+    if _INTEGER.fullmatch(raw.lstrip("-")):
         species_id = int(raw)
         if species is not None and not species.knows(species_id):
             raise ValueError(f"unknown species id {species_id}")

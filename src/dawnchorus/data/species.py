@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import InputError
+from ..errors import InputError, ValidationError
+from .tables import read_text_table
 
 _COLUMN_RE = re.compile(r"^s(\d+)$")
 
@@ -91,21 +92,21 @@ class SpeciesTable:
 def read_species_csv(path: str | Path) -> SpeciesTable:
     """Read ``species_id[,scientific_name][,songtype_ids]``; songtype_ids like ``1`` or ``1;4``."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: species file not found")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:  # pandas raises many types for unreadable CSVs
-        raise InputError(f"{path}: cannot read as CSV ({exc})") from None
+    frame = read_text_table(path, what="species file", header="species_id,scientific_name,songtype_ids")
     if "species_id" not in frame.columns:
         raise InputError(f"{path}: missing column 'species_id' (found: {', '.join(frame.columns)})")
     ids, names, songtypes, problems = [], [], [], []
-    for row_number, row in enumerate(frame.to_dict("records"), start=2):
+    first_line: dict[int, int] = {}
+    for row_number, row in zip(frame.index, frame.to_dict("records")):
         try:
             species_id = int(row["species_id"])
         except ValueError:
             problems.append(f"line {row_number}: species_id '{row['species_id']}' is not an integer")
             continue
+        if species_id in first_line:
+            problems.append(f"line {row_number}: species_id {species_id} is already listed on line {first_line[species_id]}")
+            continue
+        first_line[species_id] = row_number
         ids.append(species_id)
         names.append(row.get("scientific_name") or species_column(species_id))
         raw = str(row.get("songtype_ids", "")).strip()
@@ -114,7 +115,9 @@ def read_species_csv(path: str | Path) -> SpeciesTable:
         except ValueError:
             problems.append(f"line {row_number}: songtype_ids '{raw}' must be integers separated by ';'")
     if problems:
-        raise InputError(f"{path}: " + "; ".join(problems))
+        raise ValidationError(str(path), problems)
+    if not ids:
+        raise InputError(f"{path}: no species listed; add one row per species under the header species_id,...")
     return SpeciesTable(tuple(ids), tuple(names), tuple(songtypes))
 
 
@@ -145,18 +148,15 @@ def read_prior_csv(path: str | Path, *, species: SpeciesTable | None = None) -> 
             raise InputError(f"prior {path}: species {', '.join(map(str, unknown))} are not in this dataset's species list")
         return prior
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         names = ", ".join(NAMED_PRIORS)
         raise InputError(f"{path}: prior file not found (give a CSV species_id,prevalence or a built-in prior: {names})")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read as CSV ({exc})") from None
+    frame = read_text_table(path, what="prior table", header="species_id,prevalence")
     missing = [c for c in ("species_id", "prevalence") if c not in frame.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; expected species_id,prevalence")
     prior, problems = {}, []
-    for line, row in enumerate(frame.to_dict("records"), start=2):
+    for line, row in zip(frame.index, frame.to_dict("records")):
         try:
             species_id, value = int(row["species_id"]), float(row["prevalence"])
         except ValueError:
@@ -164,12 +164,14 @@ def read_prior_csv(path: str | Path, *, species: SpeciesTable | None = None) -> 
             continue
         if not 0.0 <= value <= 1.0:
             problems.append(f"line {line}: prevalence {value} is not a fraction in [0, 1]")
+        elif species_id in prior:
+            problems.append(f"line {line}: species_id {species_id} is listed twice; keep one prevalence per species")
         elif species is not None and not species.knows(species_id):
             problems.append(f"line {line}: unknown species_id {species_id}")
         else:
             prior[species_id] = value
     if problems:
-        raise InputError(f"{path}: " + "; ".join(problems))
+        raise ValidationError(str(path), problems)
     return prior
 
 

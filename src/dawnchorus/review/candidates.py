@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..data.annotations import read_text_table
+from ..data.tables import read_text_table
 from ..errors import InputError, ValidationError
 
 CANDIDATE_COLUMNS = ("recording_id", "species_id", "songtype_id", "t_min", "f_min", "t_max", "f_max")
@@ -43,10 +43,12 @@ class Candidate:
 def read_candidates_csv(path: str | Path) -> list[Candidate]:
     """Read ``recording_id,species_id,songtype_id,t_min,f_min,t_max,f_max[,score][,template_id]``."""
     path = Path(path)
-    frame = _read_csv(path)
+    frame = read_text_table(path, what="candidates file", header=f"{','.join(CANDIDATE_COLUMNS)},score,template_id")
     _require_columns(frame, CANDIDATE_COLUMNS, path, optional=OPTIONAL_CANDIDATE_COLUMNS)
     problems: list[str] = []
-    where = lambda index: f"line {index + 2}"  # noqa: E731 - header is line 1
+    lines = frame.index.to_numpy()
+    frame = frame.reset_index(drop=True)
+    where = lambda index: f"line {lines[index]}"  # noqa: E731
     recording_ids = frame["recording_id"].astype(str).str.strip()
     _flag(recording_ids == "", lambda i: "recording_id is empty", where, problems)
     species = _numbers(frame, "species_id", where, problems, integer=True)
@@ -126,10 +128,6 @@ def _from_frame(frame: pd.DataFrame, path: Path, min_score: float) -> list[Candi
                   0.0, None, float(score[i]), "", "detections")
         for i in np.flatnonzero(keep)
     ]
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    return read_text_table(path, what="candidates file", header=f"{','.join(CANDIDATE_COLUMNS)},score,template_id")
 
 
 def _require_columns(frame: pd.DataFrame, required, path: Path, *, optional=()) -> None:
