@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
+from safetensors.numpy import save as safetensors_bytes
 
+from .atomic import atomic_write_bytes
 from .config import HEAD_KIND, HeadConfig, head_config_from_dict, load_any_config, save_head_config
 from .data.audio import find_audio_files
 from .data.bands import species_bands, write_bands_csv
@@ -217,8 +219,7 @@ def _fit_round(round_dir: Path, corpus: _Corpus, *, config: HeadConfig, threads:
                                                            pseudo=pseudo_labels[mine], class_weight=config.class_weight,
                                                            pseudo_weight=config.pseudo_weight)
         params = fit_head(vectors, targets, config=config, seed=config.seed + fold, threads=threads, weights=weights)
-        (round_dir / f"fold{fold}").mkdir(parents=True, exist_ok=True)
-        save_file(params, str(round_dir / f"fold{fold}" / HEAD_FILE))
+        atomic_write_bytes(round_dir / f"fold{fold}" / HEAD_FILE, safetensors_bytes(params))
         entry = {"fold": fold, "train_windows": int(len(vectors)), "val_windows": int((~train_rows).sum()),
                  "seconds": round(time.perf_counter() - started, 3)}
         if held_out:

@@ -31,3 +31,15 @@ class ValidationError(InputError):
 
 class AudioError(InputError):
     """An audio file is missing, empty, corrupt or unreadable."""
+
+
+class OutputError(DawnchorusError):
+    """An output could not be written (disk full, read-only folder, no permission). The message
+    names the path; what was finished before it is kept."""
+
+
+def unwritable(path, exc: OSError) -> OutputError:
+    """The error to raise when writing ``path`` failed with ``exc``."""
+    reason = exc.strerror or str(exc)
+    return OutputError(f"{path}: cannot write ({reason}); free some space or choose a folder you can write to, then run "
+                       "the same command again (train: with --resume). Finished files are kept")

@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from .atomic import atomic_write_text, atomic_write_with
+from .atomic import atomic_write_bytes, atomic_write_text
 from .augment import SpecAugment, augment_waveforms
 from .config import RunConfig
 from .data.audio import find_audio_files, load_audio, probe_audio
@@ -124,7 +125,7 @@ class PairSampler:
 
 def _save(state: dict[str, torch.Tensor], path: Path) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    atomic_write_with(path, lambda tmp: save_file(tensors, tmp))
+    atomic_write_bytes(path, safetensors_bytes(tensors))
 
 
 def pretrain(*, audio_dir: str | Path, out: str | Path, config: RunConfig, settings: PretrainSettings = PretrainSettings(),

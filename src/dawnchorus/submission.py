@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .data.species import SpeciesTable
+from .atomic import atomic_write_with
 from .errors import InputError
 
 
@@ -22,7 +23,4 @@ def make_submission(*, recording_ids: Sequence[str], scores: np.ndarray, species
 
 
 def write_submission(path: str | Path, frame: pd.DataFrame) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False, float_format="%.6g")
-    return path
+    return atomic_write_with(Path(path), lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6g"))

@@ -101,16 +101,16 @@ def _middle(patch: TemplatePatch, max_frames: int) -> TemplatePatch:
 
 
 def save_bank(bank: TemplateBank, path: str | Path) -> Path:
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
-    from .atomic import atomic_write_with
+    from .atomic import atomic_write_bytes
 
     tensors = {f"patch{i}": np.ascontiguousarray(p, dtype=np.float32) for i, p in enumerate(bank.patches)}
     rows = [{"row_start": r, "recording_id": t.recording_id, "species_id": t.species_id, "songtype_id": t.songtype_id,
              "t_min_s": t.t_min_s, "t_max_s": t.t_max_s, "f_min_hz": t.f_min_hz, "f_max_hz": t.f_max_hz,
              "template_id": t.template_id, "source": t.source} for r, t in zip(bank.row_starts, bank.templates)]
     metadata = {"sample_rate_hz": str(bank.sample_rate_hz), "frame_pool": str(bank.frame_pool), "templates": json.dumps(rows)}
-    return atomic_write_with(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    return atomic_write_bytes(Path(path), save(tensors, metadata=metadata))
 
 
 def load_bank(path: str | Path) -> TemplateBank:

@@ -10,6 +10,7 @@ mid-epoch included, with identical results.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -21,10 +22,11 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch.utils.data import DataLoader
 
-from .atomic import atomic_write_text, atomic_write_with
+from .atomic import atomic_write_bytes, atomic_write_text, atomic_write_with
 from .augment import BackgroundBank, SpecAugment, augment_waveforms, mix_backgrounds, mixup
 from .config import RunConfig, load_config, save_config
 from .data.annotations import Box
@@ -191,7 +193,7 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _save_weights(model, path: Path) -> None:
-    atomic_write_with(path, lambda tmp: save_file(model.state_dict(), str(tmp)))
+    atomic_write_bytes(path, safetensors_bytes({k: v.contiguous() for k, v in model.state_dict().items()}))
 
 
 def _read_resume(path: Path, *, device: torch.device) -> dict:
@@ -398,7 +400,9 @@ class FoldTrainer:
         payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                    "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "state": json.loads(json.dumps(
                        state, default=float))}
-        atomic_write_with(path, lambda tmp: torch.save(payload, tmp))  # a kill leaves the previous resume point intact
+        buffer = io.BytesIO()  # serialised in memory: torch.save hides a full disk in an unreadable RuntimeError
+        torch.save(payload, buffer)
+        atomic_write_bytes(path, buffer.getvalue())  # a kill leaves the previous resume point intact
 
     def _finish(self, model, state) -> None:
         """Average the best epochs' weights (checkpoint averaging), save, and predict out-of-fold."""

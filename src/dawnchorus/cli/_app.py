@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import warnings
 
 import typer
 
-from ..errors import DawnchorusError
+from ..errors import DawnchorusError, unwritable
 
 app = typer.Typer(help="Find which bird and frog species call in soundscape recordings.", no_args_is_help=True, add_completion=False)
 raven_app = typer.Typer(help="Convert between Raven Pro selection tables and RFCx label CSVs.", no_args_is_help=True)
@@ -16,6 +17,9 @@ review_app = typer.Typer(help="Review candidate detections in the browser (TP / 
 app.add_typer(raven_app, name="raven")
 app.add_typer(cache_app, name="cache")
 app.add_typer(review_app, name="review")
+
+
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
 def friendly_errors(command):
@@ -30,6 +34,12 @@ def friendly_errors(command):
             return result
         except DawnchorusError as exc:
             typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=2) from None
+        except OSError as exc:
+            if exc.errno not in _DISK_ERRORS:
+                raise
+            # a write outside the atomic helpers (a library's own file): still the path and the reason, not a traceback
+            typer.secho(f"error: {unwritable(exc.filename or 'an output file', exc)}", fg=typer.colors.RED, err=True)
             raise typer.Exit(code=2) from None
 
     return wrapper

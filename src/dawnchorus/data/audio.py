@@ -9,6 +9,7 @@ Output lengths are exact (``round(duration_s * sample_rate_hz)``), so a 44.1 kHz
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -127,6 +128,7 @@ def _read_frames(info: AudioInfo, start: int, stop: int, *, channel: int | None 
     else:
         mono = frames.mean(axis=1) if frames.shape[1] > 1 else frames[:, 0]
     if not np.isfinite(mono).all():  # float WAVs can hold NaN/Inf; one would poison every window's spectrogram
+        warnings.warn(f"{info.path}: holds NaN or infinite samples; they are read as silence", stacklevel=2)
         mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
     return np.ascontiguousarray(mono, dtype=np.float32)
 

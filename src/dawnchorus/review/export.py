@@ -9,10 +9,10 @@ export never leaves a half-written label file.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import atomic_write_with
 from ..data.annotations import Box, read_boxes, write_boxes
 from .db import BOX_DECIMALS, decided_candidates, open_db
 
@@ -96,9 +96,4 @@ def _key(box: Box) -> tuple:
 
 
 def _write_atomically(path: Path, boxes: list[Box]) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write_boxes(temporary, boxes)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    atomic_write_with(path, lambda tmp: write_boxes(tmp, boxes))
