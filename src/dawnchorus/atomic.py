@@ -69,3 +69,16 @@ def _replace_with(path: Path, write, *, mode: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def path_inside(root: Path, relative: str, *, what: str) -> Path:
+    """``root / relative``, refused unless it stays inside ``root`` once ``..``, absolute parts and
+    links already on disk are resolved: a name taken from a label file must not write elsewhere."""
+    from .errors import InputError
+
+    root = Path(root)
+    target = root / relative
+    if Path(relative).is_absolute() or not target.resolve().is_relative_to(root.resolve()):
+        raise InputError(f"{what} {relative!r} would write outside {root}; use a plain name or a relative path "
+                         "without '..' (and no link out of the folder)")
+    return target

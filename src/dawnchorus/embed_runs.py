@@ -24,7 +24,7 @@ import pandas as pd
 from safetensors.numpy import load_file
 from safetensors.numpy import save as safetensors_bytes
 
-from .atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes, atomic_write_with
 from .config import HEAD_KIND, HeadConfig, head_config_from_dict, load_any_config, save_head_config
 from .data.audio import find_audio_files
 from .data.bands import species_bands, write_bands_csv
@@ -227,7 +227,7 @@ def _fit_round(round_dir: Path, corpus: _Corpus, *, config: HeadConfig, threads:
             entry["val_auc"], entry["val_auc_mean_species"] = masked_auc(
                 y_true=corpus.targets[val], y_score=head_probabilities(params, corpus.vectors[val]))
             windows = score_windows({r: corpus.embeddings[r] for r in sorted(held_out)}, heads=[params], species=corpus.species)
-            windows.to_parquet(round_dir / f"fold{fold}" / OOF_WINDOWS_FILE, index=False)
+            atomic_write_with(round_dir / f"fold{fold}" / OOF_WINDOWS_FILE, lambda tmp: windows.to_parquet(tmp, index=False))
             oof = aggregate_windows(windows, species_columns=corpus.species.columns, method=config.aggregate, top_k=config.top_k)
             oof.insert(1, "fold", fold)
             oofs.append(oof)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, path_inside
 from ..data.species import SpeciesTable, species_column
 from ..errors import InputError
 from ..scores import check_aggregation
@@ -101,7 +101,8 @@ def _mirrored(out_dir: Path, entry: ManifestEntry, suffix: str) -> Path:
     relative = PurePosixPath(entry.path)
     # Where a folder holds x.WAV and x.mp3 the recording id keeps the extension; so must the output name.
     base = relative.name if PurePosixPath(entry.recording_id).name == relative.name else relative.stem
-    return out_dir.joinpath(*relative.parent.parts) / f"{base}{suffix}"
+    # the manifest is a file in the job folder, so its paths are checked like any other name read from disk
+    return path_inside(out_dir, (relative.parent / f"{base}{suffix}").as_posix(), what="archive file")
 
 
 def _tsv_line(cells: list[str]) -> str:

@@ -21,6 +21,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from ..atomic import atomic_write_with, path_inside
 from ..errors import InputError, ValidationError
 from .annotations import Box
 from .species import SpeciesTable
@@ -152,11 +153,10 @@ def write_raven(path: str | Path, boxes: Iterable[Box], *, species: SpeciesTable
             row["Score"] = round(float(score_list[number - 1]), 6)
         rows.append(row)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     columns = ["Selection", "View", "Channel", "Begin File", BEGIN, END, LOW, HIGH, "Species", "Species ID", "Song Type", "Label"]
     if score_list is not None:
         columns.append("Score")
-    pd.DataFrame(rows, columns=columns).to_csv(path, sep="\t", index=False)
+    atomic_write_with(path, lambda tmp: pd.DataFrame(rows, columns=columns).to_csv(tmp, sep="\t", index=False))
     return path
 
 
@@ -172,7 +172,8 @@ def export_raven_tables(*, boxes: Iterable[Box], out_dir: str | Path, species: S
     for box in boxes:
         by_recording.setdefault(box.recording_id, []).append(box)
     out_dir = Path(out_dir)
-    return [write_raven(out_dir / raven_table_name(rec), sorted(group, key=lambda b: b.t_min_s), species=species, file_names=file_names)
+    targets = {rec: path_inside(out_dir, raven_table_name(rec), what="recording id") for rec in sorted(by_recording)}
+    return [write_raven(targets[rec], sorted(group, key=lambda b: b.t_min_s), species=species, file_names=file_names)
             for rec, group in sorted(by_recording.items())]
 
 

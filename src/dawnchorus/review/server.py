@@ -24,6 +24,7 @@ from .media import bandpassed_wav, spectrogram_png
 from .session import MAX_REVIEWER_LENGTH, ReviewSession, open_session
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+MAX_BODY_BYTES = 4096  # a decision is a few dozen bytes; anything larger is not one
 _STATIC_TYPES = {"review.js": "text/javascript; charset=utf-8", "review.css": "text/css; charset=utf-8"}
 
 
@@ -52,6 +53,7 @@ def create_app(*, candidates: Sequence[Candidate], audio_dir: str | Path, db_pat
         _require_token(app, token)
     if allowed_hosts is not None:
         _restrict_hosts(app, allowed_hosts)  # added last, so it runs first
+    app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
 
     @app.exception_handler(DawnchorusError)
     async def _input_problem(request: Request, exc: DawnchorusError):
@@ -96,6 +98,46 @@ def create_app(*, candidates: Sequence[Candidate], audio_dir: str | Path, db_pat
         return _known(session, candidate_id, lambda i: session.decide(i, body.decision, body.reviewer))
 
     return app
+
+
+class _BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413 before anything parses them, whether they
+    declare their length or arrive chunked (read here, bounded, then handed on)."""
+
+    def __init__(self, app, *, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await self._refuse(scope, receive, send)
+        body, first = b"", None
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                first = message
+                break
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                return await self._refuse(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        handed = False
+
+        async def replay():
+            nonlocal handed
+            if handed:
+                return await receive()
+            handed = True
+            return first if first is not None else {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, receive, send):
+        response = JSONResponse(status_code=413, content={"detail": f"request body over {self.limit} bytes"})
+        await response(scope, receive, send)
 
 
 def _known(session: ReviewSession, candidate_id: int, action: Callable):
