@@ -9,7 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fastapi.testclient import TestClient
+
+from dawnchorus.review import db
 from dawnchorus.review.db import open_db, record_decision
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # the suite's shared helpers, when this folder runs alone
+from test_review_api import make_corpus, new_app  # noqa: E402
 
 WRITER = """
 import sys
@@ -60,3 +66,22 @@ def test_a_writer_killed_mid_write_keeps_every_committed_decision(tmp_path):
         record_decision(connection, candidate_id=1, decision="fp", reviewer="after")  # still writable
     assert set(committed) <= stored
     assert _integrity(db_path) == "ok"
+
+
+def test_a_full_disk_under_the_database_is_a_507_naming_it_and_keeps_earlier_decisions(tmp_path, monkeypatch):
+    corpus = make_corpus(tmp_path)
+    client = TestClient(new_app(corpus))
+    assert client.post("/api/candidates/1/decision", json={"decision": "tp"}).status_code == 200
+    real = db.record_decision
+
+    def disk_full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")  # what SQLite raises when a write finds no room
+
+    monkeypatch.setattr(db, "record_decision", disk_full)
+    refused = client.post("/api/candidates/2/decision", json={"decision": "fp"})
+    assert refused.status_code == 507
+    assert "review.sqlite: cannot save" in refused.json()["detail"] and "free some space" in refused.json()["detail"]
+    monkeypatch.setattr(db, "record_decision", real)
+    assert client.post("/api/candidates/2/decision", json={"decision": "fp"}).status_code == 200
+    decided = {c["id"]: c["decision"] for c in client.get("/api/candidates").json()}
+    assert decided[1] == "tp" and decided[2] == "fp"

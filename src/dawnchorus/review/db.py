@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
 
 DECISIONS = ("tp", "fp", "skip")
 SCHEMA_VERSION = 1
@@ -66,6 +66,9 @@ class Decision:
         return {"decision": self.decision, "reviewer": self.reviewer, "decided_at": self.decided_at}
 
 
+_DISK_TROUBLE = ("disk is full", "readonly database", "disk I/O error", "unable to open database file")
+
+
 @contextmanager
 def open_db(path: str | Path, *, create: bool = True) -> Iterator[sqlite3.Connection]:
     """A connection to the review database at ``path`` (created with its schema when ``create``)."""
@@ -82,6 +85,11 @@ def open_db(path: str | Path, *, create: bool = True) -> Iterator[sqlite3.Connec
             connection.execute("PRAGMA journal_mode=WAL")
             _check_schema(connection, path)
             yield connection
+    except sqlite3.OperationalError as exc:
+        if any(words in str(exc) for words in _DISK_TROUBLE):  # the file is fine; the disk under it is not
+            raise OutputError(f"{path}: cannot save to the review database ({exc}); free some space or make the folder "
+                              "writable, then decide again. Every decision saved before is kept") from None
+        raise InputError(f"{path}: not a usable review database ({exc}); pass a new file with --db") from None
     except sqlite3.DatabaseError as exc:
         raise InputError(f"{path}: not a usable review database ({exc}); pass a new file with --db") from None
 

@@ -18,7 +18,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from ..errors import DawnchorusError, InputError
+from ..errors import DawnchorusError, InputError, OutputError
 from .candidates import Candidate
 from .media import bandpassed_wav, spectrogram_png
 from .session import MAX_REVIEWER_LENGTH, ReviewSession, open_session
@@ -57,8 +57,9 @@ def create_app(*, candidates: Sequence[Candidate], audio_dir: str | Path, db_pat
 
     @app.exception_handler(DawnchorusError)
     async def _input_problem(request: Request, exc: DawnchorusError):
-        # e.g. an audio file that became unreadable after start-up: the page shows the message
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        # e.g. an audio file that became unreadable after start-up: the page shows the message;
+        # a full disk is the server's trouble, not the request's (507: the reviewer may try again)
+        return JSONResponse(status_code=507 if isinstance(exc, OutputError) else 422, content={"detail": str(exc)})
 
     @app.get("/", response_class=HTMLResponse)
     def index():
