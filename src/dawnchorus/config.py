@@ -163,7 +163,7 @@ def _ordered_pair(pair, low: float = float("-inf"), high: float = float("inf")) 
 
 def _run_checks(c: "RunConfig") -> list[tuple[str, Any, bool, str]]:
     """(key path, value, valid, what is allowed) for every checked field; choices that live in
-    other modules (backbones, heads, losses) are checked where they are built."""
+    other modules (backbones, heads, losses) are checked by ``train`` before it reads any data."""
     f, m, lo, s, a, t, i, p = c.features, c.model, c.loss, c.sampling, c.augment, c.train, c.infer, c.pseudo
     nyquist = f.sample_rate_hz / 2
     return [

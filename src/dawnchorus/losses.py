@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import LossConfig
+from .errors import InputError
 from .registry import registrar
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {}
@@ -80,9 +81,13 @@ def masked_lsoft(logits, targets, mask=None, *, beta: float = 0.7, unknown_weigh
     return total / (known.sum() + unknown_weight * unknown.sum()).clamp_min(1.0)
 
 
-def loss_from_config(config: LossConfig) -> Callable[..., torch.Tensor]:
+def check_loss_choice(config: LossConfig) -> None:
     if config.name not in LOSSES:
-        raise ValueError(f"loss.name '{config.name}' is unknown; choose from {', '.join(LOSSES)}")
+        raise InputError(f"loss.name '{config.name}' is unknown; choose from {', '.join(LOSSES)}")
+
+
+def loss_from_config(config: LossConfig) -> Callable[..., torch.Tensor]:
+    check_loss_choice(config)
     function = LOSSES[config.name]
 
     def loss(logits, targets, mask=None, weight=None):

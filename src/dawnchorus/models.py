@@ -230,6 +230,19 @@ class Detector(nn.Module):
         return self.head(self.backbone.forward_features(image))
 
 
+def check_model_choices(model: ModelConfig) -> None:
+    """The backbone and head names, checked before a run spends minutes loading data."""
+    problems = []
+    if model.head not in HEADS:
+        problems.append(f"model.head '{model.head}' is unknown; choose from {', '.join(HEADS)}")
+    base = SLIM_BACKBONES.get(model.backbone, (model.backbone, {}))[0]
+    if not timm.is_model(base):
+        problems.append(f"model.backbone '{model.backbone}' is not a timm model (timm.list_models() lists them) nor one of "
+                        f"{', '.join(SLIM_BACKBONES)}")
+    if problems:
+        raise InputError("config: " + "; ".join(problems))
+
+
 def build_model(*, features: FeatureConfig, model: ModelConfig, n_classes: int) -> Detector:
     return Detector(features=features, model=model, n_classes=n_classes)
 

@@ -38,9 +38,9 @@ from .data.species import species_column, write_species_csv
 from .errors import InputError
 from .infer import LoadedRun, predict_windows
 from .scores import aggregate_windows, kth_best_window
-from .losses import loss_from_config, masked_bce
+from .losses import check_loss_choice, loss_from_config, masked_bce
 from .metrics import masked_auc, youden_threshold
-from .models import ClassLayout, build_model, resolve_device
+from .models import ClassLayout, build_model, check_model_choices, resolve_device
 
 try:
     from tqdm.auto import tqdm
@@ -82,6 +82,8 @@ def assign_folds(dataset: RfcxDataset, *, folds: int, seed: int) -> dict[str, in
 
 def prepare_run(*, data_dir, out_dir, config: RunConfig, resume: bool) -> tuple[RunConfig, RfcxDataset, ClassLayout, dict]:
     out_dir = Path(out_dir)
+    check_model_choices(config.model)
+    check_loss_choice(config.loss)
     saved = out_dir / "config.yaml"
     if saved.is_file():
         if not resume:

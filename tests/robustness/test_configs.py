@@ -3,6 +3,8 @@ refused naming the key path and what is allowed; a YAML file that is not a confi
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -62,3 +64,17 @@ def test_files_that_are_not_configs_are_refused(tmp_path, text, message):
 def test_bad_head_settings_are_refused(override, message):
     with pytest.raises(InputError, match=message):
         with_head_overrides(load_any_config("templates-linear"), [override])
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("model.backbone=resnet9000", "model.backbone 'resnet9000' is not a timm model"),
+    ("model.head=xyz", "model.head 'xyz' is unknown; choose from"),
+    ("loss.name=hinge", "loss.name 'hinge' is unknown; choose from"),
+])
+def test_model_and_loss_names_are_refused_before_any_data_is_read(tmp_path, override, needle):
+    from dawnchorus.train import train
+
+    config = with_overrides(load_preset("cpu-small"), [override])
+    with pytest.raises(InputError, match=re.escape(needle)):
+        train(data_dir=tmp_path / "no_such_dataset", out_dir=tmp_path / "run", config=config)  # no dataset needed to say so
+    assert not (tmp_path / "run").exists()

@@ -74,14 +74,14 @@ class AudioCache:
         data_path, meta_path = self._entry(source)
         if self.is_fresh(source):
             self.hits += 1
-            return self._remember(source, stat, meta_path, np.load(data_path, mmap_mode="r"))
+            return self._remember(source, stat, meta_path, np.load(data_path, mmap_mode="r", allow_pickle=False))
         self.misses += 1
         signal = load_audio(source, sample_rate_hz=self.sample_rate_hz)
         pcm = np.clip(np.round(signal * _SCALE), -32768, 32767).astype(np.int16)
         self._atomic_write(data_path, lambda handle: np.save(handle, pcm))
         meta = {"source": self._fingerprint(source), "sample_rate_hz": self.sample_rate_hz, "format": _FORMAT}
         self._atomic_write(meta_path, lambda handle: handle.write(json.dumps(meta).encode()))
-        return self._remember(source, stat, meta_path, np.load(data_path, mmap_mode="r"))
+        return self._remember(source, stat, meta_path, np.load(data_path, mmap_mode="r", allow_pickle=False))
 
     @staticmethod
     def _stamp(stat, meta_path: Path) -> tuple:
