@@ -222,10 +222,8 @@ def _fmt_ids(values: list) -> str:
 
 
 def _resolve_species(p: Path, header: list[str], expected: list[str] | None) -> list[str]:
-    """Check the header before parsing cells: a wrong header makes every cell error meaningless."""
-    dups = sorted({h for h in header if header.count(h) > 1})
-    if dups:
-        raise ValidationError(str(p), [f"duplicate column names in header: {_fmt_ids(dups)}"])
+    """Check the header before parsing cells: a wrong header makes every cell error meaningless
+    (duplicated columns were already refused by ``read_text_table``)."""
     if ID_COLUMN not in header:
         raise ValidationError(str(p), [f"no '{ID_COLUMN}' column; header is {_fmt_ids(header)}"])
     found = [h for h in header if h != ID_COLUMN]
