@@ -45,6 +45,22 @@ DEFAULT_CHUNK_S = 120.0
 
 
 @dataclass(frozen=True)
+class RayOptions:
+    """Where and how an archive job runs on Ray: the cluster (None: a private one on this
+    machine), the number of scoring actors, and the CPU threads and GPUs each holds."""
+
+    address: str | None = None
+    scorers: int = 1
+    threads_per_scorer: int = 1
+    gpus_per_scorer: float = 0.0
+
+    def __post_init__(self):
+        if self.scorers < 1 or self.threads_per_scorer < 1 or self.gpus_per_scorer < 0:
+            raise InputError(f"Ray options: scorers and threads per scorer must be at least 1 and GPUs per scorer 0 or "
+                             f"more; got {self.scorers}, {self.threads_per_scorer}, {self.gpus_per_scorer}")
+
+
+@dataclass(frozen=True)
 class JobSummary:
     out_dir: Path
     files: int  # readable and unreadable audio files listed
@@ -107,9 +123,11 @@ def write_part(path: Path, rows: pd.DataFrame) -> None:
 def run_job(*, command: str, audio_root: str | Path, out_dir: str | Path, scorer: ChunkScorer, settings: dict,
             make_outputs: Callable[[], Sequence] | None = None, channel: int | None = None, workers: int = 1,
             chunk_s: float = DEFAULT_CHUNK_S, retry_failed: bool = False, force: bool = False,
-            progress: bool = False) -> JobSummary:
+            progress: bool = False, ray: "RayOptions | None" = None) -> JobSummary:
     """Run (or resume) one archive job; returns its summary. ``settings`` and the scorer's
-    fingerprint decide whether earlier results in ``out_dir`` can be kept."""
+    fingerprint decide whether earlier results in ``out_dir`` can be kept. With ``ray`` the
+    chunks are decoded and scored on a Ray cluster; everything else (manifest, journal,
+    parts, outputs) is the same, so a job may switch engines between runs."""
     started = time.perf_counter()
     audio_root, out_dir = Path(audio_root), Path(out_dir)
     if not audio_root.is_dir():
@@ -148,8 +166,15 @@ def run_job(*, command: str, audio_root: str | Path, out_dir: str | Path, scorer
     try:
         headers = [(e, AudioInfo(path=e.absolute(audio_root), sample_rate_hz=e.sample_rate_hz,
                                  n_frames=int(round(e.duration_s * e.sample_rate_hz)), channels=e.channels)) for e in todo]
-        for entry, rows, error, seconds in score_recordings(headers, scorer=scorer, channel=channel, workers=workers,
-                                                            chunk_s=chunk_s, progress=progress):
+        if ray is None:
+            scored = score_recordings(headers, scorer=scorer, channel=channel, workers=workers, chunk_s=chunk_s, progress=progress)
+        else:
+            from .ray_engine import ray_chunk_results
+
+            tasks = chunk_tasks(headers, scorer=scorer, channel=channel, chunk_s=chunk_s)
+            scored = assemble_files(headers, ray_chunk_results(headers, tasks, scorer=scorer, channel=channel, options=ray),
+                                    scorer=scorer, progress=progress)
+        for entry, rows, error, seconds in scored:
             if error is not None:
                 journal.record(JournalEntry(entry.path, "failed", entry.size_bytes, entry.mtime_ns, error=error, seconds=seconds))
                 continue
@@ -238,18 +263,15 @@ def _executor(workers: int) -> Executor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
 
 
-def score_recordings(items: Sequence[tuple[Any, AudioInfo]], *, scorer: ChunkScorer, channel: int | None = None,
-                     workers: int = 1, chunk_s: float = DEFAULT_CHUNK_S,
-                     progress: bool = False) -> Iterator[tuple[Any, pd.DataFrame | None, str | None, float]]:
-    """``(key, rows, error, seconds)`` for each ``(key, header)`` in order: the recording's rows
-    (times absolute in the file) or why it could not be read. Decoding stays a few chunks ahead;
-    memory depends on ``chunk_s``, not on the length of a file."""
-    trim_heap, chunks_scored = _heap_trimmer(), 0
+def chunk_tasks(items: Sequence[tuple[Any, AudioInfo]], *, scorer: ChunkScorer, channel: int | None,
+                chunk_s: float) -> list[tuple[int, int, int, tuple | None]]:
+    """``(item index, chunk number, chunk count, decode task)`` for every chunk of every file, in
+    order; the task is None for a file without the asked channel (one failing pseudo-chunk)."""
     rate = scorer.sample_rate_hz
     step = max(1, n_samples(scorer.step_s, rate))
     chunk = max(step, int(round(chunk_s * rate / step)) * step)
     overlap = n_samples(scorer.overlap_s, rate)
-    tasks = []  # (entry index, chunk index, chunk count, task)
+    tasks = []
     for index, (_, info) in enumerate(items):
         if channel is not None and channel >= info.channels:
             tasks.append((index, 0, 1, None))
@@ -257,9 +279,66 @@ def score_recordings(items: Sequence[tuple[Any, AudioInfo]], *, scorer: ChunkSco
         plan = plan_chunks(n_samples(info.duration_s, rate), chunk=chunk, overlap=overlap)
         for number, (offset, own_until, read_until) in enumerate(plan):
             tasks.append((index, number, len(plan), (str(info.path), rate, offset, read_until, channel, info, own_until)))
+    return tasks
+
+
+def score_task(scorer: ChunkScorer, task: tuple, samples: np.ndarray) -> pd.DataFrame:
+    """The rows of one decoded chunk (``task`` from :func:`chunk_tasks`)."""
+    info, offset, own_until = task[5], task[2], task[6]
+    return scorer.score_chunk(samples, offset=offset, own_until=own_until, n_total=n_samples(info.duration_s, task[1]))
+
+
+def assemble_files(items: Sequence[tuple[Any, AudioInfo]], chunk_results: Iterator[tuple], *, scorer: ChunkScorer,
+                   progress: bool) -> Iterator[tuple[Any, pd.DataFrame | None, str | None, float]]:
+    """Chunk results ``(index, number, count, rows or None, error or None)``, in task order, joined
+    into one ``(key, rows, error, seconds)`` per file; any engine (threads, processes, Ray) feeds it."""
     bar = tqdm(total=len(items), desc="files", unit="file", disable=not progress) if tqdm is not None else None
-    ahead = max(2, 2 * workers)
     started, audio_s = time.perf_counter(), 0.0
+    rows, error, file_started = [], None, time.perf_counter()
+    for index, number, count, chunk_rows, chunk_error in chunk_results:
+        key, info = items[index]
+        if number == 0:
+            rows, error, file_started = [], None, time.perf_counter()
+        if error is None:
+            if chunk_error is not None:
+                error = chunk_error
+            elif chunk_rows is not None:
+                rows.append(chunk_rows)
+        if number == count - 1:
+            seconds = time.perf_counter() - file_started
+            if error is None:
+                finished = scorer.finish(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame())
+                yield key, finished.reset_index(drop=True), None, seconds
+                audio_s += info.duration_s
+            else:
+                yield key, None, error, seconds
+            if bar is not None:
+                bar.update(1)
+                elapsed = time.perf_counter() - started
+                bar.set_postfix_str(f"{audio_s / 3600 / max(elapsed, 1e-9):.3f} audio h/s, "
+                                    f"{audio_s / max(elapsed, 1e-9):.0f}x real time")
+    if bar is not None:
+        bar.close()
+
+
+def missing_channel(info: AudioInfo, channel: int | None) -> str:
+    return f"{info.path}: has {info.channels} channel(s); --channel {channel} does not exist (channels count from 0)"
+
+
+def score_recordings(items: Sequence[tuple[Any, AudioInfo]], *, scorer: ChunkScorer, channel: int | None = None,
+                     workers: int = 1, chunk_s: float = DEFAULT_CHUNK_S,
+                     progress: bool = False) -> Iterator[tuple[Any, pd.DataFrame | None, str | None, float]]:
+    """``(key, rows, error, seconds)`` for each ``(key, header)`` in order: the recording's rows
+    (times absolute in the file) or why it could not be read. Decoding stays a few chunks ahead
+    (a thread, or ``workers`` processes); memory depends on ``chunk_s``, not on the length of a file."""
+    tasks = chunk_tasks(items, scorer=scorer, channel=channel, chunk_s=chunk_s)
+    return assemble_files(items, _local_chunk_results(items, tasks, scorer=scorer, channel=channel, workers=workers),
+                          scorer=scorer, progress=progress)
+
+
+def _local_chunk_results(items, tasks, *, scorer: ChunkScorer, channel: int | None, workers: int) -> Iterator[tuple]:
+    trim_heap, chunks_scored = _heap_trimmer(), 0
+    ahead = max(2, 2 * workers)
     with _executor(workers) as pool:
         pending: deque = deque()
         queue = iter(tasks)
@@ -273,40 +352,27 @@ def score_recordings(items: Sequence[tuple[Any, AudioInfo]], *, scorer: ChunkSco
                 pending.append((item, pool.submit(decode_chunk, task[:6]) if task is not None else None))
 
         refill()
-        rows, error, file_started = [], None, time.perf_counter()
+        failed_file = None  # chunks of a file that already failed are not scored
         while pending:
             (index, number, count, task), future = pending.popleft()
             refill()
-            key, info = items[index]
             if number == 0:
-                rows, error, file_started = [], None, time.perf_counter()
+                failed_file = None
             if task is None:
-                error = f"{info.path}: has {info.channels} channel(s); --channel {channel} does not exist (channels count from 0)"
-            elif error is None:
-                try:
-                    samples = future.result()
-                    offset, own_until, n_total = task[2], task[6], n_samples(info.duration_s, rate)
-                    rows.append(scorer.score_chunk(samples, offset=offset, own_until=own_until, n_total=n_total))
-                    del samples
-                    chunks_scored += 1
-                    if chunks_scored % TRIM_EVERY_CHUNKS == 0:
-                        trim_heap()
-                except AudioError as exc:
-                    error = str(exc)
-            elif future is not None:
+                yield index, number, count, None, missing_channel(items[index][1], channel)
+                continue
+            if failed_file == index:
                 future.cancel()
-            if number == count - 1:
-                seconds = time.perf_counter() - file_started
-                if error is None:
-                    finished = scorer.finish(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame())
-                    yield key, finished.reset_index(drop=True), None, seconds
-                    audio_s += info.duration_s
-                else:
-                    yield key, None, error, seconds
-                if bar is not None:
-                    bar.update(1)
-                    elapsed = time.perf_counter() - started
-                    bar.set_postfix_str(f"{audio_s / 3600 / max(elapsed, 1e-9):.3f} audio h/s, "
-                                        f"{audio_s / max(elapsed, 1e-9):.0f}x real time")
-    if bar is not None:
-        bar.close()
+                yield index, number, count, None, None
+                continue
+            try:
+                samples = future.result()
+                rows = score_task(scorer, task, samples)
+                del samples
+                chunks_scored += 1
+                if chunks_scored % TRIM_EVERY_CHUNKS == 0:
+                    trim_heap()
+                yield index, number, count, rows, None
+            except AudioError as exc:
+                failed_file = index
+                yield index, number, count, None, str(exc)

@@ -16,15 +16,16 @@ import pandas as pd
 
 from ..atomic import atomic_write_text
 from ..errors import InputError
-from .engine import DEFAULT_CHUNK_S, JobSummary, run_job
+from .engine import DEFAULT_CHUNK_S, JobSummary, RayOptions, run_job
 from .scoring import WindowChunks
 
 DEFAULT_FORMATS = ("submission", "summary", "raven")
 BANDS_FILE = "species_bands.csv"
 
 
-def _job_options(channel, workers, chunk_s, retry_failed, force, progress) -> dict:
-    return dict(channel=channel, workers=workers, chunk_s=chunk_s, retry_failed=retry_failed, force=force, progress=progress)
+def _job_options(channel, workers, chunk_s, retry_failed, force, progress, ray=None) -> dict:
+    return dict(channel=channel, workers=workers, chunk_s=chunk_s, retry_failed=retry_failed, force=force, progress=progress,
+                ray=ray)
 
 
 def predict_archive(*, run_dirs: Sequence[str | Path], audio_root: str | Path, out_dir: str | Path,
@@ -32,7 +33,8 @@ def predict_archive(*, run_dirs: Sequence[str | Path], audio_root: str | Path, o
                     hop_s: float | None = None, batch_size: int | None = None, aggregate: str | None = None,
                     pseudo_round: int | None = None, device: str = "auto", embedder=None, threads: int = 1,
                     channel: int | None = None, workers: int = 1, chunk_s: float = DEFAULT_CHUNK_S,
-                    retry_failed: bool = False, force: bool = False, progress: bool = False) -> JobSummary:
+                    retry_failed: bool = False, force: bool = False, progress: bool = False,
+                    ray: RayOptions | None = None) -> JobSummary:
     """Score every recording of an archive with trained runs (CNN runs, or one embedding-head run).
 
     Per-window scores land in ``parts/``; ``formats`` picks the outputs written from them
@@ -77,7 +79,7 @@ def predict_archive(*, run_dirs: Sequence[str | Path], audio_root: str | Path, o
 
     outputs()  # an unknown format fails now, not after days of scoring
     return run_job(command="predict", audio_root=audio_root, out_dir=out_dir, scorer=WindowChunks(scorer), settings=settings,
-                   make_outputs=outputs, **_job_options(channel, workers, chunk_s, retry_failed, force, progress))
+                   make_outputs=outputs, **_job_options(channel, workers, chunk_s, retry_failed, force, progress, ray))
 
 
 def _head_aggregation(run_dir) -> tuple[str, int]:
@@ -115,13 +117,14 @@ def write_raven_for_windows(*, windows: pd.DataFrame, audio_root: str | Path, ou
 
 def embed_archive(*, audio_root: str | Path, out_dir: str | Path, embedder=None, hop_s: float = 1.5, threads: int = 1,
                   channel: int | None = None, workers: int = 1, chunk_s: float = DEFAULT_CHUNK_S,
-                  retry_failed: bool = False, force: bool = False, progress: bool = False) -> JobSummary:
+                  retry_failed: bool = False, force: bool = False, progress: bool = False,
+                  ray: RayOptions | None = None) -> JobSummary:
     """One embedding per window for every recording of an archive (``parts/``: t_start_s, t_end_s, vector)."""
     from ..embeddings import EmbedderScorer, resolve_embedder
 
     scorer = EmbedderScorer(resolve_embedder(embedder, threads=threads), hop_s=hop_s)
     return run_job(command="embed", audio_root=audio_root, out_dir=out_dir, scorer=WindowChunks(scorer), settings={},
-                   **_job_options(channel, workers, chunk_s, retry_failed, force, progress))
+                   **_job_options(channel, workers, chunk_s, retry_failed, force, progress, ray))
 
 
 class CandidatesCsv:
@@ -145,7 +148,7 @@ class CandidatesCsv:
 def match_archive(*, templates, audio_root: str | Path, out_dir: str | Path, template_audio_dir: str | Path | None = None,
                   threshold: float | None = None, top_n: int | None = None, channel: int | None = None, workers: int = 1,
                   chunk_s: float = DEFAULT_CHUNK_S, retry_failed: bool = False, force: bool = False,
-                  progress: bool = False) -> JobSummary:
+                  progress: bool = False, ray: RayOptions | None = None) -> JobSummary:
     """Template matching over an archive; candidates in ``OUT/candidates.csv`` (``dawnchorus review`` reads it)."""
     from ..templates import DEFAULT_THRESHOLD, TemplateScorer, read_templates, template_patches
 
@@ -161,4 +164,4 @@ def match_archive(*, templates, audio_root: str | Path, out_dir: str | Path, tem
     scorer = TemplateScorer(patches=patches, threshold=DEFAULT_THRESHOLD if threshold is None else threshold, top_n=top_n)
     return run_job(command="match", audio_root=audio_root, out_dir=out_dir, scorer=scorer, settings={},
                    make_outputs=lambda: [CandidatesCsv(out_path=Path(out_dir) / "candidates.csv")],
-                   **_job_options(channel, workers, chunk_s, retry_failed, force, progress))
+                   **_job_options(channel, workers, chunk_s, retry_failed, force, progress, ray))

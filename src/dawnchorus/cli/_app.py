@@ -55,7 +55,26 @@ WORKERS_OPTION = typer.Option(1, "--workers", help="Archive jobs: decoding proce
 CHUNK_OPTION = typer.Option(120.0, "--chunk-s", help="Archive jobs: seconds of audio read at a time (memory does not grow with file length).")
 RETRY_OPTION = typer.Option(False, "--retry-failed", help="Archive jobs: try the files that failed before again.")
 FORCE_OPTION = typer.Option(False, "--force", help="Archive jobs: discard results made with other settings in the job folder.")
+ENGINE_OPTION = typer.Option("local", "--engine", help="Archive jobs: local (this machine) or ray (a Ray cluster; pip install 'dawnchorus[ray]').")
+RAY_ADDRESS_OPTION = typer.Option(None, "--ray-address", help="--engine ray: the cluster to join (e.g. auto, or HOST:6379); default: a private Ray on this machine.")
+RAY_SCORERS_OPTION = typer.Option(1, "--ray-scorers", help="--engine ray: scoring actors, each holding one copy of the detector.")
+RAY_THREADS_OPTION = typer.Option(1, "--ray-threads-per-scorer", help="--engine ray: CPU threads (and CPUs reserved) per scoring actor.")
+RAY_GPUS_OPTION = typer.Option(0.0, "--ray-gpus-per-scorer", help="--engine ray: GPUs per scoring actor (e.g. 1, or 0.5 to share one).")
 FAILED_EXIT_CODE = 3
+
+
+def ray_options(engine: str, address, scorers: int, threads: int, gpus: float):
+    """The Ray settings of an archive job, or None for the local engine."""
+    from ..batch.engine import RayOptions
+    from ..errors import InputError
+
+    if engine not in ("local", "ray"):
+        raise InputError(f"--engine must be local or ray, not {engine!r}")
+    if engine == "local":
+        if address is not None or scorers != 1 or threads != 1 or gpus:
+            raise InputError("--ray-address, --ray-scorers, --ray-threads-per-scorer and --ray-gpus-per-scorer need --engine ray")
+        return None
+    return RayOptions(address=address, scorers=scorers, threads_per_scorer=threads, gpus_per_scorer=gpus)
 
 
 def report_job(summary) -> None:

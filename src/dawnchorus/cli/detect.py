@@ -10,7 +10,10 @@ from typing import List, Optional
 import typer
 
 from ..errors import InputError
-from ._app import CHANNEL_OPTION, CHUNK_OPTION, FORCE_OPTION, RETRY_OPTION, WORKERS_OPTION, app, friendly_errors, report_job
+from ._app import (
+    CHANNEL_OPTION, CHUNK_OPTION, ENGINE_OPTION, FORCE_OPTION, RAY_ADDRESS_OPTION, RAY_GPUS_OPTION, RAY_SCORERS_OPTION,
+    RAY_THREADS_OPTION, RETRY_OPTION, WORKERS_OPTION, app, friendly_errors, ray_options, report_job,
+)
 from .scores import postprocess_and_report
 
 
@@ -113,6 +116,11 @@ def predict(
     chunk_s: float = CHUNK_OPTION,
     retry_failed: bool = RETRY_OPTION,
     force: bool = FORCE_OPTION,
+    engine: str = ENGINE_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
+    ray_scorers: int = RAY_SCORERS_OPTION,
+    ray_threads: int = RAY_THREADS_OPTION,
+    ray_gpus: float = RAY_GPUS_OPTION,
 ):
     """Predict species presence for every recording (sliding windows, folds averaged).
 
@@ -138,11 +146,13 @@ def predict(
         summary = predict_archive(run_dirs=run, audio_root=audio, out_dir=out, formats=split_formats(formats), threshold=threshold,
                                   window_s=window_s, hop_s=hop_s, aggregate=aggregate, pseudo_round=pseudo_round, device=device,
                                   threads=threads, channel=channel, workers=workers, chunk_s=chunk_s, retry_failed=retry_failed,
-                                  force=force, progress=sys.stderr.isatty())
+                                  force=force, progress=sys.stderr.isatty(),
+                                  ray=ray_options(engine, ray_address, ray_scorers, ray_threads, ray_gpus))
         report_job(summary)
         return
-    if formats or channel is not None or workers != 1 or retry_failed or force:
-        raise InputError("--format, --channel, --workers, --retry-failed and --force are for job folders: give --out DIR instead of a .csv")
+    if formats or channel is not None or workers != 1 or retry_failed or force or engine != "local":
+        raise InputError("--format, --channel, --workers, --retry-failed, --force and --engine are for job folders: give --out DIR "
+                         "instead of a .csv")
     if prior is not None and postprocess is False:
         raise InputError("--prior only has an effect with post-processing; drop --no-postprocess or --prior")
     if prior is not None:
@@ -269,9 +279,15 @@ def embed(
     chunk_s: float = CHUNK_OPTION,
     retry_failed: bool = RETRY_OPTION,
     force: bool = FORCE_OPTION,
+    engine: str = ENGINE_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
+    ray_scorers: int = RAY_SCORERS_OPTION,
+    ray_threads: int = RAY_THREADS_OPTION,
+    ray_gpus: float = RAY_GPUS_OPTION,
 ):
     """Precompute BirdNET embeddings for every recording of an archive (resumable: finished files are kept)."""
     from ..batch.jobs import embed_archive
 
     report_job(embed_archive(audio_root=audio, out_dir=out, hop_s=hop_s, threads=threads, channel=channel, workers=workers,
-                             chunk_s=chunk_s, retry_failed=retry_failed, force=force, progress=sys.stderr.isatty()))
+                             chunk_s=chunk_s, retry_failed=retry_failed, force=force, progress=sys.stderr.isatty(),
+                             ray=ray_options(engine, ray_address, ray_scorers, ray_threads, ray_gpus)))

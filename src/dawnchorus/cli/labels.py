@@ -10,7 +10,10 @@ from typing import Optional
 import typer
 
 from ..errors import InputError
-from ._app import CHANNEL_OPTION, CHUNK_OPTION, FORCE_OPTION, RETRY_OPTION, app, friendly_errors, report_job, review_app
+from ._app import (
+    CHANNEL_OPTION, CHUNK_OPTION, ENGINE_OPTION, FORCE_OPTION, RAY_ADDRESS_OPTION, RAY_GPUS_OPTION, RAY_SCORERS_OPTION,
+    RAY_THREADS_OPTION, RETRY_OPTION, app, friendly_errors, ray_options, report_job, review_app,
+)
 
 
 @app.command()
@@ -27,6 +30,11 @@ def match(
     chunk_s: float = CHUNK_OPTION,
     retry_failed: bool = RETRY_OPTION,
     force: bool = FORCE_OPTION,
+    engine: str = ENGINE_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
+    ray_scorers: int = RAY_SCORERS_OPTION,
+    ray_threads: int = RAY_THREADS_OPTION,
+    ray_gpus: float = RAY_GPUS_OPTION,
 ):
     """Template matching: find boxes that look like the template boxes (spectrogram cross-correlation)."""
     from ..templates import match_directory, write_candidates
@@ -36,10 +44,11 @@ def match(
 
         report_job(match_archive(templates=templates, audio_root=audio, out_dir=out, template_audio_dir=template_audio,
                                  threshold=threshold, top_n=top_n, channel=channel, workers=max(1, workers), chunk_s=chunk_s,
-                                 retry_failed=retry_failed, force=force, progress=sys.stderr.isatty()))
+                                 retry_failed=retry_failed, force=force, progress=sys.stderr.isatty(),
+                                 ray=ray_options(engine, ray_address, ray_scorers, ray_threads, ray_gpus)))
         return
-    if channel is not None or retry_failed or force:
-        raise InputError("--channel, --retry-failed and --force are for job folders: give --out DIR instead of a .csv")
+    if channel is not None or retry_failed or force or engine != "local":
+        raise InputError("--channel, --retry-failed, --force and --engine are for job folders: give --out DIR instead of a .csv")
 
     candidates = match_directory(templates=templates, audio_dir=audio, template_audio_dir=template_audio, threshold=threshold,
                                  top_n=top_n, workers=workers, progress=sys.stderr.isatty())
