@@ -46,6 +46,9 @@ class LoadedRun:
     models: list[Detector]
 
 
+RUNTIMES = ("torch", "onnx")
+
+
 def load_run(run_dir: str | Path, *, device: torch.device, pseudo_round: int | None = None) -> LoadedRun:
     """A trained run: its config, class layout, species and every finished fold's weights.
 
@@ -170,7 +173,8 @@ class _FrameGrid:
 def predict_windows(*, run: LoadedRun, audio_paths: dict[str, Path], window_s: float, hop_s: float,
                     batch_size: int, device: torch.device, progress: bool = False, frame_step_s: float | None = None,
                     extra_window_s: Sequence[float] = (), tta_shifts: int = 1, fold_classes: bool = True,
-                    class_window_s: dict[str, float] | None = None) -> pd.DataFrame:
+                    class_window_s: dict[str, float] | None = None, onnx_model: Path | None = None,
+                    threads: int = 1) -> pd.DataFrame:
     """Scores keyed by (recording_id, t_start_s, t_end_s), species columns (or class columns).
 
     Without ``frame_step_s`` a row is a window and holds its clip score. With it, rows are a
@@ -187,7 +191,11 @@ def predict_windows(*, run: LoadedRun, audio_paths: dict[str, Path], window_s: f
     grid_mode = frame_step_s is not None or len(windows_s) > 1 or tta_shifts > 1
     if not grid_mode:
         return _window_rows(run=run, audio_paths=audio_paths, window_s=window_s, hop_s=hop_s, batch_size=batch_size,
-                            device=device, fold_classes=fold_classes, columns=columns, progress=progress)
+                            device=device, fold_classes=fold_classes, columns=columns, progress=progress,
+                            onnx_model=onnx_model, threads=threads)
+    if onnx_model is not None:
+        raise InputError("--runtime onnx scores one row per window: drop --frame-step-s, --extra-window-s, --tta-shifts and "
+                         "--class-windows (or predict on the torch runtime)")
     if frame_step_s is None:
         frame_step_s = hop_s / max(1, tta_shifts)
     hop = n_samples(hop_s, rate)
@@ -241,14 +249,22 @@ def predict_windows(*, run: LoadedRun, audio_paths: dict[str, Path], window_s: f
 
 
 def _window_rows(*, run: LoadedRun, audio_paths: dict[str, Path], window_s: float, hop_s: float, batch_size: int,
-                 device: torch.device, fold_classes: bool, columns: list[str], progress: bool) -> pd.DataFrame:
+                 device: torch.device, fold_classes: bool, columns: list[str], progress: bool,
+                 onnx_model: Path | None = None, threads: int = 1) -> pd.DataFrame:
     """One row per window, read and scored in chunks by the batch engine (the archive jobs' loop);
-    an unreadable recording is skipped with a warning naming it."""
+    an unreadable recording is skipped with a warning naming it. With ``onnx_model`` the run's
+    exported graph scores the windows on ONNX Runtime instead of torch."""
     from .batch.engine import score_recordings
     from .batch.scoring import WindowChunks
 
-    scorer = WindowChunks(CnnScorer(runs=[run], window_s=window_s, hop_s=hop_s, batch_size=batch_size, device=device,
-                                    fold_classes=fold_classes))
+    if onnx_model is not None:
+        from .onnx_models import OnnxScorer
+
+        inner = OnnxScorer(model_path=onnx_model, threads=threads, window_s=window_s, hop_s=hop_s, batch_size=batch_size)
+    else:
+        inner = CnnScorer(runs=[run], window_s=window_s, hop_s=hop_s, batch_size=batch_size, device=device,
+                          fold_classes=fold_classes)
+    scorer = WindowChunks(inner)
     headers = []
     for recording_id, path in audio_paths.items():
         try:
@@ -332,17 +348,21 @@ def predict(*, run_dirs: Sequence[str | Path], audio_dir: str | Path, window_s: 
             frame_step_s: float | None = None, extra_window_s: Sequence[float] | None = None,
             tta_shifts: int | None = None, pseudo_round: int | None = None, device: str = "auto",
             class_window_s: dict[str, float] | None = None, window_rows: bool = False,
-            progress: bool = False) -> Prediction:
+            progress: bool = False, runtime: str = "torch", threads: int = 1) -> Prediction:
     """Predict every recording under ``audio_dir`` with one or more runs (all folds averaged).
 
     Options left as None take the first run's ``infer`` settings; ``pseudo_round`` picks a
     pseudo-label round of a run trained with them (default: its last finished round).
     ``class_window_s`` gives some species columns their own window length (``multiscale``).
     ``window_rows`` keeps one row per window, as training keeps out-of-fold scores, instead
-    of the run's frame grid, extra window lengths and TTA shifts.
+    of the run's frame grid, extra window lengths and TTA shifts. ``runtime="onnx"`` scores the
+    windows with the run's exported graph (``RUN/model.onnx``, exported when missing or stale)
+    on ONNX Runtime with ``threads`` CPU threads.
     """
     if not run_dirs:
         raise InputError("give at least one run directory")
+    if runtime not in RUNTIMES:
+        raise InputError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     if window_rows and (frame_step_s or extra_window_s or tta_shifts or class_window_s):
         raise InputError("window rows have no frame grid: drop frame_step_s, extra_window_s, tta_shifts and class_window_s")
     torch_device = resolve_device(device)
@@ -362,8 +382,14 @@ def predict(*, run_dirs: Sequence[str | Path], audio_dir: str | Path, window_s: 
         grid = dict(frame_step_s=frame_step_s if frame_step_s is not None else infer.frame_step_s,
                     extra_window_s=tuple(extra_window_s if extra_window_s is not None else infer.extra_window_s),
                     tta_shifts=tta_shifts or infer.tta_shifts, class_window_s=class_window_s)
+    onnx_model = None
+    if runtime == "onnx":
+        from .onnx_models import onnx_for_runs
+
+        onnx_model = onnx_for_runs(run_dirs, pseudo_round=pseudo_round)
     tables = [predict_windows(run=run, audio_paths=audio_paths, window_s=window_s, hop_s=hop_s,
-                              batch_size=batch_size or infer.batch_size, device=torch_device, progress=progress, **grid)
+                              batch_size=batch_size or infer.batch_size, device=torch_device, progress=progress,
+                              onnx_model=onnx_model, threads=threads, **grid)
               for run in runs]
     windows = average_window_tables(tables, species_columns=species.columns)
     submission = aggregate_windows(windows, species_columns=species.columns, method=aggregate or infer.aggregate, top_k=infer.top_k)

@@ -34,8 +34,9 @@ def predict_archive(*, run_dirs: Sequence[str | Path], audio_root: str | Path, o
                     pseudo_round: int | None = None, device: str = "auto", embedder=None, threads: int = 1,
                     channel: int | None = None, workers: int = 1, chunk_s: float = DEFAULT_CHUNK_S,
                     retry_failed: bool = False, force: bool = False, progress: bool = False,
-                    ray: RayOptions | None = None) -> JobSummary:
-    """Score every recording of an archive with trained runs (CNN runs, or one embedding-head run).
+                    ray: RayOptions | None = None, runtime: str = "torch") -> JobSummary:
+    """Score every recording of an archive with trained runs (CNN runs, or one embedding-head run);
+    ``runtime="onnx"`` runs a CNN run's exported graph on ONNX Runtime (``threads`` CPU threads).
 
     Per-window scores land in ``parts/``; ``formats`` picks the outputs written from them
     (``batch.outputs.FORMATS``); detections are windows scoring at least ``threshold``.
@@ -53,7 +54,10 @@ def predict_archive(*, run_dirs: Sequence[str | Path], audio_root: str | Path, o
             raise InputError("an embedding-head run predicts alone and with its own windows; combine submissions with 'dawnchorus ensemble'")
         from ..embed_runs import HeadScorer
 
+        if runtime != "torch":
+            raise InputError("--runtime onnx is for CNN runs; an embedding-head run scores with its own embedder")
         scorer = HeadScorer(run_dir=run_dirs[0], embedder=embedder, pseudo_round=pseudo_round, threads=threads)
+        species = scorer.species
         default_aggregate, top_k = _head_aggregation(run_dirs[0])
     else:
         from ..infer import CnnScorer, load_run
@@ -61,16 +65,25 @@ def predict_archive(*, run_dirs: Sequence[str | Path], audio_root: str | Path, o
 
         torch_device = resolve_device(device)
         runs = [load_run(r, device=torch_device, pseudo_round=pseudo_round) for r in run_dirs]
-        scorer = CnnScorer(runs=runs, window_s=window_s, hop_s=hop_s, batch_size=batch_size, device=torch_device)
+        if runtime == "onnx":
+            from ..onnx_models import OnnxScorer, onnx_for_runs
+
+            scorer = OnnxScorer(model_path=onnx_for_runs(run_dirs, pseudo_round=pseudo_round), threads=threads,
+                                window_s=window_s, hop_s=hop_s, batch_size=batch_size)
+        elif runtime == "torch":
+            scorer = CnnScorer(runs=runs, window_s=window_s, hop_s=hop_s, batch_size=batch_size, device=torch_device)
+        else:
+            raise InputError(f"--runtime must be torch or onnx, not {runtime!r}")
         infer = runs[0].config.infer
         if infer.frame_step_s is not None or infer.extra_window_s or infer.tta_shifts > 1:
             warnings.warn(f"{run_dirs[0]}: predicts on a frame grid (frame step, extra windows or TTA) in memory; an "
                           "archive job scores one row per window (the clip output); use --out FILE.csv for the grid",
                           stacklevel=2)
         default_aggregate, top_k = infer.aggregate, infer.top_k
+        species = runs[0].species
     aggregate = aggregate or default_aggregate
     check_aggregation(aggregate, top_k)
-    species, bands = scorer.species, _bands(run_dirs[0])
+    bands = _bands(run_dirs[0])
     settings = {"runs": [str(Path(r).resolve()) for r in run_dirs], "pseudo_round": pseudo_round}
 
     def outputs():

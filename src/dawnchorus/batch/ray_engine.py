@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -27,6 +28,7 @@ from ..errors import AudioError, InputError
 from .engine import RayOptions, decode_chunk, missing_channel, score_task
 from .scoring import ChunkScorer
 
+SCORE_BATCH_CHUNKS = 8  # chunks per actor call: fewer round trips for archives of short files
 _INSTALL = "the Ray engine needs the optional extra: pip install 'dawnchorus[ray]'"
 
 
@@ -124,6 +126,7 @@ def ray_chunk_results(items: Sequence[tuple[Any, AudioInfo]], tasks: list[tuple]
     """The chunk results of ``tasks`` (see ``engine.assemble_files``), computed on Ray."""
     ray = import_ray()
     connect(address=options.address)
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray(\.|$)")  # Ray's notes to its own developers
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # a file's chunks arrive together, files in manifest order
     context.enable_progress_bars = False
@@ -136,7 +139,7 @@ def ray_chunk_results(items: Sequence[tuple[Any, AudioInfo]], tasks: list[tuple]
                # every free CPU while the actors score
                .map(_decode, num_cpus=1, memory=_decode_bytes(rows))
                .map_batches(_Scorer, fn_constructor_kwargs={"scorer": scorer, "threads": options.threads_per_scorer},
-                            batch_size=1, compute=ray.data.ActorPoolStrategy(size=options.scorers),
+                            batch_size=SCORE_BATCH_CHUNKS, compute=ray.data.ActorPoolStrategy(size=options.scorers),
                             num_cpus=options.threads_per_scorer, num_gpus=options.gpus_per_scorer))
     for result in dataset.iter_rows():
         index, number, count, task = tasks[int(result["order"])]

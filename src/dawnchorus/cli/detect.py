@@ -108,7 +108,8 @@ def predict(
     prior: Optional[Path] = typer.Option(None, "--prior", help="CSV species_id,prevalence (or the built-in rfcx-host-paper): rescale the scores to these test prevalences (implies --postprocess)."),
     postprocess: Optional[bool] = typer.Option(None, "--postprocess/--no-postprocess", help="Rescale the scores to the test prevalences (--prior, else estimated: recordings where the first model's k best windows pass the run's threshold), taking the raw scores as calibrated at 0.5."),
     embedding_cache: Optional[Path] = typer.Option(None, "--embedding-cache", help="Embedding-head runs: cache directory (default: RUN/embedding_cache)."),
-    threads: int = typer.Option(1, "--threads", help="Head runs: CPU threads for template matching and BirdNET."),
+    threads: int = typer.Option(1, "--threads", help="CPU threads for template matching, BirdNET and the ONNX runtime."),
+    runtime: str = typer.Option("torch", "--runtime", help="CNN runs: torch, or onnx (the run's exported graph on ONNX Runtime; exported to RUN/model.onnx when missing)."),
     formats: List[str] = typer.Option([], "--format", help="Job folder outputs (repeatable or comma-separated): submission, summary, raven, raven-combined, audacity, birdnet (default: submission,summary,raven)."),
     threshold: float = typer.Option(0.5, "--threshold", help="Job folder: score a window needs to be a detection in the Raven, Audacity and BirdNET outputs."),
     channel: Optional[int] = CHANNEL_OPTION,
@@ -147,7 +148,7 @@ def predict(
                                   window_s=window_s, hop_s=hop_s, aggregate=aggregate, pseudo_round=pseudo_round, device=device,
                                   threads=threads, channel=channel, workers=workers, chunk_s=chunk_s, retry_failed=retry_failed,
                                   force=force, progress=sys.stderr.isatty(),
-                                  ray=ray_options(engine, ray_address, ray_scorers, ray_threads, ray_gpus))
+                                  ray=ray_options(engine, ray_address, ray_scorers, ray_threads, ray_gpus), runtime=runtime)
         report_job(summary)
         return
     if formats or channel is not None or workers != 1 or retry_failed or force or engine != "local":
@@ -166,6 +167,8 @@ def predict(
         if len(run) > 1 or given:
             raise InputError("an embedding-head run predicts alone and without CNN window options "
                              f"({', '.join(given) or 'several --run'}); combine submissions with 'dawnchorus ensemble'")
+        if runtime != "torch":
+            raise InputError("--runtime onnx is for CNN runs; an embedding-head run scores with its own embedder")
         from ..embed_runs import predict_embeddings
 
         result = predict_embeddings(run_dir=run[0], audio_dir=audio, cache_dir=embedding_cache or run[0] / "embedding_cache",
@@ -177,7 +180,8 @@ def predict(
         result = predict_run(run_dirs=run, audio_dir=audio, window_s=window_s, hop_s=hop_s, aggregate=aggregate,
                              frame_step_s=frame_step_s, extra_window_s=extra_window_s or None, tta_shifts=tta_shifts,
                              pseudo_round=pseudo_round, device=device, progress=sys.stderr.isatty(),
-                             class_window_s=read_class_windows(run[0]) if class_windows else None)
+                             class_window_s=read_class_windows(run[0]) if class_windows else None, runtime=runtime,
+                             threads=threads)
     submission, unsmoothed_windows = result.submission, result.windows
     if smooth > 1:
         from ..postprocess import smooth_windows
@@ -265,6 +269,24 @@ def scales(
     table = choose_class_windows(run_dir=run, data_dir=data, windows_s=window_s, device=device, progress=sys.stderr.isatty())
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     typer.echo(f"wrote {run / CLASS_WINDOWS_FILE}")
+
+
+@app.command()
+@friendly_errors
+def export(
+    run: List[Path] = typer.Option(..., "--run", help="Training run directory (repeat for an ensemble of runs in one graph)."),
+    out: Path = typer.Option(..., "--out", help="ONNX file to write."),
+    pseudo_round: Optional[int] = typer.Option(None, "--round", help="Pseudo-label round (default: the last finished)."),
+):
+    """Export CNN runs (every fold) as ONNX: the network, and beside it the spectrogram front end."""
+    from ..onnx_models import export_onnx, frontend_path, read_onnx_metadata
+
+    path = export_onnx(run_dirs=run, out_path=out, pseudo_round=pseudo_round)
+    meta = read_onnx_metadata(path)
+    samples = int(round(meta["window_s"] * meta["sample_rate_hz"]))
+    typer.echo(f"wrote {frontend_path(path)}: 'windows' (n, {samples}) float32 at {meta['sample_rate_hz']} Hz -> 'images'\n"
+               f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): 'images' -> 'scores' (n, {len(meta['species_columns'])}) "
+               f"for {', '.join(meta['species_columns'][:4])}{' ...' if len(meta['species_columns']) > 4 else ''}")
 
 
 @app.command()
