@@ -149,6 +149,8 @@ def _session(path: Path, *, threads: int):
         raise InputError(f"{path}: ONNX model not found; write one with 'dawnchorus export --run RUN --out {path}'")
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = max(1, threads), 1
+    # idle threads sleep instead of spinning: the torch front end runs between two calls on the same cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime reports bad files with its own exception types
