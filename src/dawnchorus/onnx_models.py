@@ -181,7 +181,7 @@ class OnnxScorer:
         meta = read_onnx_metadata(self.model_path)
         if meta["graph"] != "network":
             raise InputError(f"{self.model_path}: a front-end graph; give the network file (without .frontend)")
-        self.frontend, self.threads = FrontEnd(meta["features"]).eval(), max(1, threads)
+        self.frontend = FrontEnd(meta["features"]).eval()
         if window_s is not None and abs(window_s - meta["window_s"]) > 1e-9:
             raise InputError(f"{self.model_path}: exported for {meta['window_s']} s windows; --window-s {window_s} needs a "
                              "new export (or the torch runtime)")
@@ -190,9 +190,7 @@ class OnnxScorer:
         self.columns, self.weights = meta["species_columns"], meta["weights"]
 
     def score(self, windows: np.ndarray) -> np.ndarray:
-        if torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
-        with torch.no_grad():
+        with torch.no_grad():  # the front end runs on torch's threads, which are the process's to set (not ours)
             images = self.frontend(torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))).numpy()
         return self.session.run(None, {"images": images})[0].astype(np.float32)
 
