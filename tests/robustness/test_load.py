@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
@@ -57,5 +58,8 @@ def test_an_archive_job_over_many_tiny_files_keeps_descriptors_and_memory_bounde
     assert working and sum(1 for _ in (job / "journal.jsonl").open()) == 400
     descriptors = [s["fds"] for s in working]
     assert max(descriptors) - min(descriptors) <= 16, descriptors  # no descriptor kept per file
-    rss_mb = [s["rss_kb"] / 1024 for s in working]
-    assert max(rss_mb[len(rss_mb) // 2:]) - rss_mb[len(rss_mb) // 4] < 150, rss_mb  # no memory kept per file
+    # while files are scored (not while the outputs are written): medians, so one chunk's transient peak does not count
+    rss_mb = np.array([s["rss_kb"] / 1024 for s in working if s["done"] < 400])
+    quarter = len(rss_mb) // 4
+    early, late = np.median(rss_mb[quarter : 2 * quarter]), np.median(rss_mb[3 * quarter :])
+    assert late - early < 100, (early, late)  # a leak of even 0.5 MB per file would show as 100 MB here
