@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import unwritable
+from .errors import InputError, unwritable
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
@@ -74,8 +74,6 @@ def _replace_with(path: Path, write, *, mode: str) -> Path:
 def path_inside(root: Path, relative: str, *, what: str) -> Path:
     """``root / relative``, refused unless it stays inside ``root`` once ``..``, absolute parts and
     links already on disk are resolved: a name taken from a label file must not write elsewhere."""
-    from .errors import InputError
-
     root = Path(root)
     target = root / relative
     if Path(relative).is_absolute() or not target.resolve().is_relative_to(root.resolve()):

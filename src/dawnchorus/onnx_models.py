@@ -31,7 +31,7 @@ from .config import FeatureConfig
 from .errors import InputError
 from .features import FrontEnd
 from .infer import LoadedRun, load_run
-from .runs import file_digest
+from .runs import file_digest, resolve_round
 
 ONNX_FILE = "model.onnx"
 _INSTALL = "pip install onnxruntime onnx onnxscript (they come with dawnchorus; reinstall it if they are missing)"
@@ -69,10 +69,11 @@ class _FrontEndGraph(nn.Module):
         return self.frontend.images(windows)  # no CPU batching branch in the graph: its batch size is free
 
 
-def weights_digests(runs: Sequence[LoadedRun]) -> dict[str, str]:
-    """``run<i>/fold<k>`` -> digest: relative, so a run folder that is moved or copied keeps its export."""
-    return {f"run{i}/{p.parent.name}": file_digest(p) for i, run in enumerate(runs)
-            for p in sorted(Path(run.run_dir).glob("fold*/model.safetensors"))}
+def weights_digests(run_dirs: Sequence[Path]) -> dict[str, str]:
+    """``run<i>/fold<k>`` -> digest of resolved run folders: relative, so a run folder that is moved
+    or copied keeps its export."""
+    return {f"run{i}/{p.parent.name}": file_digest(p) for i, run_dir in enumerate(run_dirs)
+            for p in sorted(Path(run_dir).glob("fold*/model.safetensors"))}
 
 
 def frontend_path(model_path: str | Path) -> Path:
@@ -117,7 +118,7 @@ def export_onnx(*, run_dirs: Sequence[str | Path], out_path: str | Path, pseudo_
     path = Path(out_path)
     metadata = {"sample_rate_hz": str(features.sample_rate_hz), "window_s": str(infer.window_s), "hop_s": str(infer.hop_s),
                 "batch_size": str(infer.batch_size), "species_columns": json.dumps(first.species.columns),
-                "features": json.dumps(dataclasses.asdict(features)), "weights": json.dumps(weights_digests(runs)),
+                "features": json.dumps(dataclasses.asdict(features)), "weights": json.dumps(weights_digests([r.run_dir for r in runs])),
                 "producer": "dawnchorus"}
     front = _to_onnx(_FrontEndGraph(frontend), windows, input_name="windows", output_name="images", opset=opset,
                      metadata={**metadata, "graph": "frontend"}, source=run_dirs[0])
@@ -129,8 +130,9 @@ def export_onnx(*, run_dirs: Sequence[str | Path], out_path: str | Path, pseudo_
     return atomic_write_bytes(path, network)  # last: it is what marks the export complete
 
 
-def read_onnx_metadata(path: str | Path) -> dict:
-    session = _session(Path(path), threads=1)
+def read_onnx_metadata(path: str | Path, *, session=None) -> dict:
+    """The export's metadata (from ``session`` when the caller already opened the file)."""
+    session = session if session is not None else _session(Path(path), threads=1)
     raw = session.get_modelmeta().custom_metadata_map
     if raw.get("producer") != "dawnchorus":
         raise InputError(f"{path}: not an ONNX model written by 'dawnchorus export'")
@@ -162,9 +164,9 @@ def onnx_for_runs(run_dirs: Sequence[str | Path], *, pseudo_round: int | None = 
     if len(run_dirs) != 1:
         raise InputError("--runtime onnx predicts with one run (its RUN/model.onnx); ensembles of runs predict on the torch "
                          "runtime, or export them into one graph with 'dawnchorus export --run A --run B --out FILE.onnx'")
-    runs = [load_run(run_dirs[0], device=torch.device("cpu"), pseudo_round=pseudo_round)]
-    path = Path(runs[0].run_dir) / ONNX_FILE
-    if not path.is_file() or read_onnx_metadata(path)["weights"] != weights_digests(runs) \
+    run_dir = resolve_round(run_dirs[0], pseudo_round)
+    path = run_dir / ONNX_FILE  # up to date when made from these weights: checked without building the models
+    if not path.is_file() or read_onnx_metadata(path)["weights"] != weights_digests([run_dir]) \
             or not frontend_path(path).is_file():
         export_onnx(run_dirs=run_dirs, out_path=path, pseudo_round=pseudo_round)
     return path
@@ -178,7 +180,7 @@ class OnnxScorer:
                  batch_size: int | None = None):
         self.model_path = Path(model_path)
         self.session = _session(self.model_path, threads=threads)
-        meta = read_onnx_metadata(self.model_path)
+        meta = read_onnx_metadata(self.model_path, session=self.session)
         if meta["graph"] != "network":
             raise InputError(f"{self.model_path}: a front-end graph; give the network file (without .frontend)")
         self.frontend = FrontEnd(meta["features"]).eval()

@@ -7,6 +7,7 @@ where the machine forbids that, the injected failures below still cover every wr
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import subprocess
 import sys
@@ -47,8 +48,7 @@ def _disk_full_after(monkeypatch, successes: int, *, error: int = errno.ENOSPC) 
 
     def replace(source, target):
         if len(written) >= successes:
-            raise OSError(error, errno.errorcode[error] if error not in (errno.ENOSPC, errno.EROFS) else
-                          {errno.ENOSPC: "No space left on device", errno.EROFS: "Read-only file system"}[error])
+            raise OSError(error, os.strerror(error))
         written.append(Path(target))
         return real_replace(source, target)
 

@@ -60,7 +60,7 @@ def predict_archive(*, run_dirs: Sequence[str | Path], audio_root: str | Path, o
         species = scorer.species
         default_aggregate, top_k = _head_aggregation(run_dirs[0])
     else:
-        from ..infer import CnnScorer, load_run
+        from ..infer import RUNTIMES, CnnScorer, load_run
         from ..models import resolve_device
 
         torch_device = resolve_device(device)
@@ -70,10 +70,10 @@ def predict_archive(*, run_dirs: Sequence[str | Path], audio_root: str | Path, o
 
             scorer = OnnxScorer(model_path=onnx_for_runs(run_dirs, pseudo_round=pseudo_round), threads=threads,
                                 window_s=window_s, hop_s=hop_s, batch_size=batch_size)
-        elif runtime == "torch":
+        elif runtime in RUNTIMES:
             scorer = CnnScorer(runs=runs, window_s=window_s, hop_s=hop_s, batch_size=batch_size, device=torch_device)
         else:
-            raise InputError(f"--runtime must be torch or onnx, not {runtime!r}")
+            raise InputError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         infer = runs[0].config.infer
         if infer.frame_step_s is not None or infer.extra_window_s or infer.tta_shifts > 1:
             warnings.warn(f"{run_dirs[0]}: predicts on a frame grid (frame step, extra windows or TTA) in memory; an "
