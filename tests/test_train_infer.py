@@ -203,7 +203,7 @@ def test_training_writes_the_classify_and_count_threshold_of_its_held_out_record
     from dawnchorus.data.annotations import Box
     from dawnchorus.data.species import SpeciesTable
     from dawnchorus.priors import threshold_from_run
-    from dawnchorus.train import write_calibration
+    from dawnchorus.calibration import write_calibration
 
     dataset = SimpleNamespace(species=SpeciesTable.from_ids([0, 1]),
                               boxes=[Box("a", 0, 1, 1.0, 0.0, 2.0, 1e3, 1), Box("b", 1, 1, 1.0, 0.0, 2.0, 1e3, 1),

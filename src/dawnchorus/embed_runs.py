@@ -165,7 +165,7 @@ def run_embedder(run_dir: str | Path, config: HeadConfig, *, threads: int = 1) -
 
 def _write_calibration(run_dir: Path, dataset, *, config: HeadConfig) -> None:
     """Round 0's thresholds for estimating test prevalence, from its out-of-fold windows (as ``train``)."""
-    from .train import write_calibration
+    from .calibration import write_calibration
 
     window_files = sorted(run_dir.glob(f"fold*/{OOF_WINDOWS_FILE}"))
     finished = (run_dir / "calibration.json").is_file()

@@ -181,7 +181,7 @@ def _checked_threshold(value, *, path: Path, field: str) -> float:
 
 def threshold_from_run(run_dir: str | Path) -> float:
     """The classify-and-count threshold a training run chose on its out-of-fold recordings
-    (``calibration.json``, see ``train.write_calibration``); 0.5 for runs without one."""
+    (``calibration.json``, see ``calibration.write_calibration``); 0.5 for runs without one."""
     calibration = _calibration(run_dir)
     if calibration is None:
         return CC_THRESHOLD

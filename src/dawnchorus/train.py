@@ -26,20 +26,23 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch.utils.data import DataLoader
 
+from . import distributed
 from .atomic import atomic_write_bytes, atomic_write_text, atomic_write_with
+from .calibration import write_calibration
 from .augment import BackgroundBank, SpecAugment, augment_waveforms, mix_backgrounds, mixup
 from .config import RunConfig, load_config, save_config
 from .data.annotations import Box
 from .data.cache import AudioCache
 from .data.crops import ClassIndex, CropDataset, CropSampler, SoftLabels
 from .data.dataset import RfcxDataset, load_dataset
+from .distributed import Ranks
 from .data.bands import species_bands, write_bands_csv
-from .data.species import species_column, write_species_csv
+from .data.species import write_species_csv
 from .errors import InputError
 from .infer import LoadedRun, predict_windows
-from .scores import aggregate_windows, kth_best_window
+from .scores import aggregate_windows
 from .losses import check_loss_choice, loss_from_config, masked_bce
-from .metrics import masked_auc, youden_threshold
+from .metrics import masked_auc
 from .models import ClassLayout, build_model, check_model_choices, resolve_device
 
 try:
@@ -80,7 +83,10 @@ def assign_folds(dataset: RfcxDataset, *, folds: int, seed: int) -> dict[str, in
     return assignment
 
 
-def prepare_run(*, data_dir, out_dir, config: RunConfig, resume: bool) -> tuple[RunConfig, RfcxDataset, ClassLayout, dict]:
+def prepare_run(*, data_dir, out_dir, config: RunConfig, resume: bool,
+                write: bool = True) -> tuple[RunConfig, RfcxDataset, ClassLayout, dict]:
+    """Check the config, read the dataset, split it into folds and (``write``) record all of it
+    in ``out_dir``; processes that join a run another one prepared pass ``write=False``."""
     out_dir = Path(out_dir)
     check_model_choices(config.model)
     check_loss_choice(config.loss)
@@ -105,6 +111,8 @@ def prepare_run(*, data_dir, out_dir, config: RunConfig, resume: bool) -> tuple[
         raise InputError(f"{dataset.root / 'train_tp.csv'}: no TP boxes; training needs at least one")
     layout = class_layout(dataset, config.model.classes)
     folds = assign_folds(dataset, folds=config.train.folds, seed=config.train.seed)
+    if not write:
+        return config, dataset, layout, folds
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, saved)
     atomic_write_text(out_dir / "layout.json", json.dumps(layout.to_dict()))
@@ -121,19 +129,55 @@ def train(*, data_dir: str | Path, out_dir: str | Path, config: RunConfig, resum
 
     ``soft_labels`` (a teacher's framewise scores, see ``pseudo``) add pseudo-labelled crops;
     ``soft_audio_paths`` locates pseudo-labelled recordings outside the training split, and
-    ``init_dir`` is a run whose fold weights each fold starts from.
+    ``init_dir`` is a run whose fold weights each fold starts from. Under ``torchrun`` every
+    process calls this, and each fold trains data-parallel across them (``distributed``).
     """
     out_dir = Path(out_dir)
-    config, dataset, layout, folds = prepare_run(data_dir=data_dir, out_dir=out_dir, config=config, resume=resume)
+    ranks = distributed.ranks_from_env()
+    distributed.batch_share(ranks, config.train.batch_size)  # before anything is written
+    distributed.start(ranks, resolve_device(config.train.device))
+    try:
+        prepared = distributed.on_main(ranks, lambda: prepare_run(data_dir=data_dir, out_dir=out_dir, config=config,
+                                                                  resume=resume))
+        if not ranks.is_main:  # rank 0 has written the run; join it
+            prepared = prepare_run(data_dir=data_dir, out_dir=out_dir, config=config, resume=True, write=False)
+        config, dataset, layout, folds = prepared
+        for fold in selected_folds(config):
+            train_fold(config=config, dataset=dataset, layout=layout, folds=folds, fold=fold, out_dir=out_dir,
+                       progress=progress and ranks.is_main, soft_labels=soft_labels, soft_audio_paths=soft_audio_paths,
+                       init_dir=init_dir, ranks=ranks)
+        if ranks.is_main:
+            finish_run(out_dir=out_dir, config=config, dataset=dataset)
+        distributed.barrier(ranks)
+    finally:
+        distributed.stop(ranks)
+    return out_dir
+
+
+def selected_folds(config: RunConfig) -> list[int]:
+    """The folds this run trains (``train.train_folds``, else all of them)."""
     n_folds = max(1, config.train.folds)
-    for fold in config.train.train_folds if config.train.train_folds is not None else range(n_folds):
+    chosen = list(config.train.train_folds) if config.train.train_folds is not None else list(range(n_folds))
+    for fold in chosen:
         if not 0 <= fold < n_folds:
             raise InputError(f"train.train_folds has fold {fold}, but there are {n_folds} folds")
-        held_out = {r for r, f in folds.items() if f == fold}
-        init_weights = Path(init_dir) / f"fold{fold}" / "model.safetensors" if init_dir else None
-        FoldTrainer(config=config, dataset=dataset, layout=layout, fold=fold, held_out=held_out,
-                    fold_dir=out_dir / f"fold{fold}", progress=progress, soft_labels=soft_labels,
-                    soft_audio_paths=soft_audio_paths, init_weights=init_weights).run()
+    return chosen
+
+
+def train_fold(*, config: RunConfig, dataset: RfcxDataset, layout: ClassLayout, folds: dict, fold: int, out_dir: Path,
+               progress: bool = False, soft_labels: SoftLabels | None = None, soft_audio_paths: dict[str, Path] | None = None,
+               init_dir: str | Path | None = None, ranks: Ranks = Ranks()) -> None:
+    """Train one fold of a prepared run (``prepare_run``) into ``out_dir/fold{fold}``; a finished fold is kept."""
+    held_out = {r for r, f in folds.items() if f == fold}
+    init_weights = Path(init_dir) / f"fold{fold}" / "model.safetensors" if init_dir else None
+    FoldTrainer(config=config, dataset=dataset, layout=layout, fold=fold, held_out=held_out, fold_dir=Path(out_dir) / f"fold{fold}",
+                progress=progress, soft_labels=soft_labels, soft_audio_paths=soft_audio_paths, init_weights=init_weights,
+                ranks=ranks).run()
+
+
+def finish_run(*, out_dir: Path, config: RunConfig, dataset: RfcxDataset) -> None:
+    """The run-level files from its finished folds: history, out-of-fold scores, calibration."""
+    out_dir = Path(out_dir)
     histories = [pd.read_csv(p) for p in sorted(out_dir.glob("fold*/history.csv"))]
     if histories:
         _write_csv(pd.concat(histories), out_dir / "history.csv")
@@ -145,49 +189,6 @@ def train(*, data_dir: str | Path, out_dir: str | Path, config: RunConfig, resum
         # folds finished by an older version have no window scores: no persistence rule then
         oof_windows = pd.concat([pd.read_parquet(p) for p in window_files]) if len(window_files) == len(oofs) else None
         write_calibration(out_dir, oof=oof, dataset=dataset, oof_windows=oof_windows, persistence_windows=config.infer.top_k)
-    return out_dir
-
-
-CALIBRATION_RESAMPLES = 201  # bootstrap resamples of the held-out recordings behind each threshold
-
-
-def write_calibration(run_dir: Path, *, oof: pd.DataFrame, dataset: RfcxDataset, oof_windows: pd.DataFrame | None = None,
-                      persistence_windows: int = 3) -> None:
-    """``calibration.json``: thresholds for classify-and-count prior estimation, each where the
-    out-of-fold recordings' TP species are best told from the rest (Youden's J).
-
-    Each threshold is bagged (``metrics.youden_threshold`` with ``bootstrap``): held-out
-    recordings are few. ``cc_threshold`` applies to recording scores; ``persistence`` (given
-    ``oof_windows``) to each recording's ``persistence_windows``-th best window score: a species
-    counts as present where that many windows pass, which a lone false alarm does not
-    (``scores.kth_best_window``).
-    Species without a TP box in a held-out recording count as absent there: mostly right, and
-    the only recording-level negatives partial labels give (benchmarks/RESULTS.md, issue 4).
-    """
-    columns = dataset.species.columns
-    present = {(b.recording_id, species_column(b.species_id)) for b in dataset.boxes if b.label == 1}
-
-    def youden(table: pd.DataFrame) -> tuple[float, np.ndarray]:
-        y_true = np.array([[(r, c) in present for c in columns] for r in table["recording_id"].astype(str)], dtype=np.float64)
-        scores = table[columns].to_numpy(dtype=np.float64)
-        return youden_threshold(y_true=y_true, y_score=scores, bootstrap=CALIBRATION_RESAMPLES), y_true
-
-    try:
-        threshold, y_true = youden(oof)
-    except InputError:
-        return  # no held-out TP box (or nothing else): no threshold to learn; estimation uses 0.5
-    calibration = {"cc_threshold": threshold,
-                   "rule": "Youden's J on out-of-fold recordings (TP boxes present, other species absent), median over resamples",
-                   "recordings": int(len(oof)), "present": int(y_true.sum())}
-    if oof_windows is not None:
-        kth = kth_best_window(oof_windows, species_columns=columns, k=persistence_windows)
-        kth_threshold, kth_true = youden(kth)
-        passed = kth[columns].to_numpy(dtype=np.float64) > kth_threshold
-        present_here = kth_true == 1
-        # rates for adjusted classify and count; fpr is an upper bound: "absent" holds unlabelled presences
-        calibration["persistence"] = {"windows": persistence_windows, "threshold": kth_threshold,
-                                      "tpr": float(passed[present_here].mean()), "fpr": float(passed[~present_here].mean())}
-    atomic_write_text(run_dir / "calibration.json", json.dumps(calibration, indent=1))
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -235,10 +236,11 @@ class FoldTrainer:
 
     def __init__(self, *, config: RunConfig, dataset: RfcxDataset, layout: ClassLayout, fold: int, held_out: set[str],
                  fold_dir: Path, progress: bool, soft_labels: SoftLabels | None = None,
-                 soft_audio_paths: dict[str, Path] | None = None, init_weights: Path | None = None):
+                 soft_audio_paths: dict[str, Path] | None = None, init_weights: Path | None = None,
+                 ranks: Ranks = Ranks()):
         self.config, self.dataset, self.layout, self.fold = config, dataset, layout, fold
-        self.fold_dir, self.progress, self.init_weights = fold_dir, progress, init_weights
-        self.device = resolve_device(config.train.device)
+        self.fold_dir, self.progress, self.init_weights, self.ranks = fold_dir, progress, init_weights, ranks
+        self.device = distributed.start(ranks, resolve_device(config.train.device))
         train_boxes = [b for b in dataset.boxes if b.recording_id not in held_out]
         self.val_boxes: list[Box] = [b for b in dataset.boxes if b.recording_id in held_out]
         self.held_out = sorted(held_out)
@@ -278,15 +280,20 @@ class FoldTrainer:
         total = self.config.train.epochs * self.steps_per_epoch
         warmup = int(self.config.train.warmup_epochs * self.steps_per_epoch)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine_with_warmup(total, warmup))
-        generator = torch.Generator(device=self.device).manual_seed(self.config.train.seed * 7919 + self.fold)
+        # each rank augments its own slice of the batch with its own draws
+        seed = self.config.train.seed * 7919 + self.fold + 1_000_003 * self.ranks.rank
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.step_model = distributed.wrap(self.ranks, model)
         return model, optimizer, scheduler, generator
 
     def run(self) -> None:
         if (self.fold_dir / "model.safetensors").is_file():
             return  # finished earlier
         self.fold_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in self.fold_dir.glob(".*.tmp"):  # a write a kill interrupted: never read, so just remove it
-            leftover.unlink(missing_ok=True)
+        distributed.barrier(self.ranks)  # every rank has seen whether the fold was finished before anyone writes
+        if self.ranks.is_main:
+            for leftover in self.fold_dir.glob(".*.tmp"):  # a write a kill interrupted: never read, so just remove it
+                leftover.unlink(missing_ok=True)
         model, optimizer, scheduler, generator = self._build()
         state = {"epoch": 0, "step": 0, "history": [], "scores": {}}
         resume_path = self.fold_dir / "resume.pt"
@@ -295,11 +302,20 @@ class FoldTrainer:
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
-            generator.set_state(saved["generator"].cpu() if self.device.type == "cpu" else saved["generator"])
-            torch.set_rng_state(saved["torch_rng"].cpu())
+            generator_state, torch_rng = saved["generator"], saved["torch_rng"]
+            per_rank = saved.get("ranks", [])
+            if self.ranks.active and len(per_rank) == self.ranks.world:
+                generator_state, torch_rng = per_rank[self.ranks.rank]["generator"], per_rank[self.ranks.rank]["torch_rng"]
+            generator.set_state(generator_state.cpu() if self.device.type == "cpu" else generator_state)
+            torch.set_rng_state(torch_rng.cpu())
             state = saved["state"]
         for epoch in range(state["epoch"], self.config.train.epochs):
             train_loss, crops_per_s = self._epoch(epoch, state, model, optimizer, scheduler, generator, resume_path)
+            distributed.check_in_step(self.ranks, model)
+            if not self.ranks.is_main:  # rank 0 validates and writes; the others meet it at the next checkpoint
+                state.update(epoch=epoch + 1, step=0)
+                self._save_resume(resume_path, model, optimizer, scheduler, generator, state)
+                continue
             row = {"fold": self.fold, "epoch": epoch, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
                    "crops_per_s": crops_per_s, **self._validate(model)}
             state["history"].append(row)
@@ -315,16 +331,19 @@ class FoldTrainer:
             if self.progress:
                 shown = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float))
                 print(f"fold {self.fold} epoch {epoch + 1}/{self.config.train.epochs}: {shown}", flush=True)
-        self._finish(model, state)
+        if self.ranks.is_main:
+            self._finish(model, state)
+        distributed.barrier(self.ranks)
 
     def _epoch(self, epoch, state, model, optimizer, scheduler, generator, resume_path):
         config = self.config
         specs = self.sampler.sample(self.steps_per_epoch * config.train.batch_size,
                                     seed=config.train.seed * 1_000_003 + self.fold * 10_007 + epoch)
         start_step = state["step"]
-        dataset = CropDataset(specs[start_step * config.train.batch_size:], paths=self.sample_paths, cache=self.cache,
-                              crop_s=config.sampling.crop_s)
-        loader = DataLoader(dataset, batch_size=config.train.batch_size, shuffle=False, num_workers=config.train.num_workers,
+        share = distributed.batch_share(self.ranks, config.train.batch_size)
+        mine = distributed.batch_slice(self.ranks, specs, batch_size=config.train.batch_size)
+        dataset = CropDataset(mine[start_step * share:], paths=self.sample_paths, cache=self.cache, crop_s=config.sampling.crop_s)
+        loader = DataLoader(dataset, batch_size=share, shuffle=False, num_workers=config.train.num_workers,
                             generator=_private_generator())
         bar = tqdm(loader, total=len(loader), desc=f"fold {self.fold} epoch {epoch + 1}", leave=False) if self.progress and tqdm else loader
         model.train()
@@ -342,7 +361,7 @@ class FoldTrainer:
                 batch.update(mixed)
             waves, targets, batch = mixup(waves, batch.pop("clip"), config.augment, generator=generator, extra=batch)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-                outputs = model(waves)
+                outputs = self.step_model(waves)
             loss = self.batch_loss(outputs, targets, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -350,7 +369,7 @@ class FoldTrainer:
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
-            seen += waves.shape[0]
+            seen += waves.shape[0] * self.ranks.world
             state["step"] += 1
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
@@ -359,7 +378,8 @@ class FoldTrainer:
             if stop_after and epoch * self.steps_per_epoch + state["step"] >= stop_after:
                 self._save_resume(resume_path, model, optimizer, scheduler, generator, state)
                 os._exit(137)
-        return float(np.mean(losses)) if losses else float("nan"), seen / max(1e-9, time.perf_counter() - started)
+        mean_loss = distributed.mean(self.ranks, np.mean(losses) if losses else float("nan"))
+        return mean_loss, seen / max(1e-9, time.perf_counter() - started)
 
     def batch_loss(self, outputs: dict[str, torch.Tensor], targets: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Clip loss (on each branch of a multi-branch head) plus, for heads with a frame output,
@@ -398,10 +418,14 @@ class FoldTrainer:
         return [self.fold_dir / f"epoch_{epoch:03d}.safetensors" for epoch in state["scores"] if epoch not in best]
 
     def _save_resume(self, path, model, optimizer, scheduler, generator, state) -> None:
+        """Rank 0 writes the resume point; data-parallel ranks share the weights and add their random state."""
+        rng = {"generator": generator.get_state().cpu(), "torch_rng": torch.get_rng_state()}
+        per_rank = distributed.gather(self.ranks, rng)
+        if not self.ranks.is_main:
+            return
         # plain numbers only, so that the file loads with weights_only=True (no code runs on reading it)
         payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                   "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "state": json.loads(json.dumps(
-                       state, default=float))}
+                   **rng, "ranks": per_rank if self.ranks.active else [], "state": json.loads(json.dumps(state, default=float))}
         buffer = io.BytesIO()  # serialised in memory: torch.save hides a full disk in an unreadable RuntimeError
         torch.save(payload, buffer)
         atomic_write_bytes(path, buffer.getvalue())  # a kill leaves the previous resume point intact
@@ -411,6 +435,9 @@ class FoldTrainer:
         files = [self.fold_dir / f"epoch_{e:03d}.safetensors" for e in state["best"]]
         tensors = [load_file(str(f)) for f in files]
         averaged = {k: (sum(t[k].float() for t in tensors) / len(tensors)).to(tensors[0][k].dtype) for k in tensors[0]}
+        if self.ranks.active:  # a model without synchronised BatchNorm: rank 0 finishes alone
+            model = build_model(features=self.config.features, model=self.config.model, n_classes=len(self.layout)).to(self.device)
+            model.spec_augment = SpecAugment(self.config.augment)
         model.load_state_dict(averaged)
         if len(tensors) > 1:
             self._recalibrate_batchnorm(model)

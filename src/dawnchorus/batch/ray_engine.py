@@ -16,7 +16,6 @@ arrive together and a file is recorded as done only once all of its chunks are s
 from __future__ import annotations
 
 import io
-import os
 import warnings
 from typing import Any, Iterator, Sequence
 
@@ -24,37 +23,12 @@ import numpy as np
 import pandas as pd
 
 from ..data.audio import AudioInfo
-from ..errors import AudioError, InputError
+from ..cluster import connect, import_ray
+from ..errors import AudioError
 from .engine import RayOptions, decode_chunk, missing_channel, score_task
 from .scoring import ChunkScorer
 
 SCORE_BATCH_CHUNKS = 8  # chunks per actor call: fewer round trips for archives of short files
-_INSTALL = "the Ray engine needs the optional extra: pip install 'dawnchorus[ray]'"
-
-
-def import_ray():
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise InputError(f"--engine ray: Ray is not installed; {_INSTALL}") from None
-    return ray
-
-
-def connect(*, address: str | None, num_cpus: int | None = None) -> None:
-    """Join the cluster at ``address`` (``ray start --head`` printed it; ``auto``: the local
-    node's), or start a private one on this machine when None."""
-    ray = import_ray()
-    if ray.is_initialized():
-        return
-    options = {"address": address} if address else {"num_cpus": num_cpus or os.cpu_count(), "include_dashboard": False}
-    try:
-        ray.init(log_to_driver=False, configure_logging=False, **options)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise InputError(f"--ray-address {address}: cannot connect to a Ray cluster there ({exc}); start one with "
-                         "'ray start --head' or leave --ray-address out to run Ray on this machine") from None
-
-
 def _task_row(order: int, index: int, number: int, count: int, task: tuple | None) -> dict:
     row = {"order": order, "index": index, "number": number, "count": count, "has_task": task is not None}
     if task is not None:

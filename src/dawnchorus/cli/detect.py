@@ -29,31 +29,67 @@ def train(
     pseudo_audio: Optional[Path] = typer.Option(None, "--pseudo-audio", help="More recordings for the teacher to label, e.g. the test split."),
     embedding_cache: Optional[Path] = typer.Option(None, "--embedding-cache", help="Embedding presets: cache directory (default: RUN/embedding_cache)."),
     threads: int = typer.Option(1, "--threads", help="Head presets: CPU threads for template matching, BirdNET and the MLP."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="CNN presets: one run per seed, in OUT/seed{n} (e.g. 0,1,2); ensemble them with predict --run OUT/seed0 --run OUT/seed1 ..."),
+    engine: str = ENGINE_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
+    ray_cpus: int = typer.Option(1, "--ray-cpus-per-fold", help="--engine ray: CPUs (torch threads) each fold task reserves."),
+    ray_gpus: float = typer.Option(0.0, "--ray-gpus-per-fold", help="--engine ray: GPUs each fold task reserves (e.g. 1)."),
 ):
     """Train the detector from TP/FP boxes (k-fold, masked loss), then any pseudo-label rounds.
 
     Presets templates-linear (the boxes' own calls, template matched; no extra needed) and
     embed-linear / embed-mlp (BirdNET embeddings, optional extra dawnchorus[birdnet]) train heads
     instead of a CNN; their --set keys have no section (--set c=0.05).
+
+    Beyond one process: --engine ray trains every fold (of every seed) as a Ray task, and
+    'torchrun --nproc-per-node N -m dawnchorus.cli train ...' trains each fold data-parallel
+    over N processes (one per GPU); see docs/cluster.md.
     """
     from ..config import HeadConfig, load_any_config, with_overrides
+    from ..distributed import ranks_from_env
     from ..pseudo import train_pseudo_rounds
-    from ..train import train as train_run
+    from ..sweep import RayTrainOptions, seed_runs, train_sweep
 
     saved = out / "config.yaml"
     config = load_any_config(saved if resume and saved.is_file() else preset)  # a run resumes with its own config
+    if engine not in ("local", "ray"):
+        raise InputError(f"--engine must be local or ray, not {engine!r}")
+    if engine == "local" and (ray_address is not None or ray_cpus != 1 or ray_gpus):
+        raise InputError("--ray-address, --ray-cpus-per-fold and --ray-gpus-per-fold need --engine ray")
     if isinstance(config, HeadConfig):
+        if seeds or engine != "local":
+            raise InputError("--seeds and --engine ray are for CNN presets; head presets train in seconds on one machine")
         _train_embedding_head(config, data=data, out=out, overrides=overrides, resume=resume, pseudo_rounds=pseudo_rounds,
                               pseudo_audio=pseudo_audio, cache=embedding_cache, threads=threads)
         return
     extra = [f"pseudo.rounds={pseudo_rounds}"] if pseudo_rounds is not None else []
     extra += [f"pseudo.audio_dir={pseudo_audio}"] if pseudo_audio is not None else []
     config = with_overrides(config, list(overrides) + extra)
-    run_dir = train_run(data_dir=data, out_dir=out, config=config, resume=resume, progress=True)
-    typer.echo(f"trained: {run_dir}")
-    if config.pseudo.rounds > 0:
-        for round_dir in train_pseudo_rounds(run_dir=run_dir, data_dir=data, rounds=config.pseudo.rounds, progress=True):
-            typer.echo(f"pseudo-label round: {round_dir}")
+    ranks = ranks_from_env()
+    if ranks.active and config.pseudo.rounds > 0:
+        raise InputError("pseudo-label rounds are not run under torchrun; train with pseudo.rounds=0, then run "
+                         "'dawnchorus pseudo --run RUN' in one process")
+    ray = RayTrainOptions(address=ray_address, cpus_per_fold=ray_cpus, gpus_per_fold=ray_gpus) if engine == "ray" else None
+    runs = seed_runs(out_dir=out, config=config, seeds=_parse_seeds(seeds))
+    for run_dir in train_sweep(data_dir=data, runs=runs, resume=resume, ray=ray, progress=ranks.is_main):
+        if not ranks.is_main:
+            continue
+        typer.echo(f"trained: {run_dir}")
+        if config.pseudo.rounds > 0:
+            for round_dir in train_pseudo_rounds(run_dir=run_dir, data_dir=data, rounds=config.pseudo.rounds, progress=True):
+                typer.echo(f"pseudo-label round: {round_dir}")
+
+
+def _parse_seeds(text: Optional[str]) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"--seeds {text!r}: give whole numbers separated by commas, e.g. 0,1,2") from None
+    if not seeds:
+        raise InputError("--seeds: give at least one seed, e.g. 0,1,2")
+    return seeds
 
 
 def _train_embedding_head(config, *, data: Path, out: Path, overrides: List[str], resume: bool, pseudo_rounds: Optional[int],
