@@ -3,9 +3,10 @@
     python benchmarks/onnx_runtime.py      # 250 one-minute files of `dawnchorus synth --seed 9`
 
 Measured in one run: the floor (decoding and resampling every file to the model's rate, nothing
-else), the scorer alone on the same windows (front end + network), and end-to-end
+else), the scorer alone on the same windows (front end + network), end-to-end
 ``predict --out sub.csv`` with ``--runtime torch`` and ``--runtime onnx`` (fresh processes,
-start-up included). The model is randomly initialised; speed does not depend on the weights.
+start-up included), and ``predict --out JOB --runtime onnx`` with ``--workers 1`` and ``2``,
+with the time per stage the job reports. The model is randomly initialised; speed does not depend on the weights.
 """
 
 from __future__ import annotations
@@ -69,13 +70,22 @@ def main() -> None:
         end_to_end[name] = time.perf_counter() - started
         submissions[name] = pd.read_csv(out).set_index("recording_id").sort_index()
     difference = float(np.abs(submissions["torch"].to_numpy() - submissions["onnx"].to_numpy()).max())
+    stages_by_workers = {}
+    for workers in (1, 2):  # a job folder: decoding in a thread, or in two processes; where the time goes
+        job = ROOT / f"onnx_bench_job_w{workers}"
+        started = time.perf_counter()
+        done = subprocess.run([CLI, "predict", "--run", str(run), "--audio", str(corpus / "test"), "--out", str(job), "--device",
+                               "cpu", "--runtime", "onnx", "--threads", str(THREADS), "--workers", str(workers), "--force"],
+                              check=True, capture_output=True, text=True)
+        line = next(x for x in done.stdout.splitlines() if x.startswith("time per stage"))
+        stages_by_workers[workers] = {"wall_s": round(time.perf_counter() - started, 1), "stages": line.split(": ", 1)[1]}
     result = {"files": len(files), "audio_s": round(audio_s), "floor_s": round(floor_s, 1),
               "floor_x_real_time": round(audio_s / floor_s),
               "windows_per_s": {k: round(v, 1) for k, v in model_only.items()},
               "predict_s": {k: round(v, 1) for k, v in end_to_end.items()},
               "predict_x_real_time": {k: round(audio_s / v) for k, v in end_to_end.items()},
               "predict_over_floor": {k: round(v / floor_s, 2) for k, v in end_to_end.items()},
-              "max_score_difference": difference}
+              "max_score_difference": difference, "job_folder_by_workers": stages_by_workers}
     print(json.dumps(result, indent=1))
     print(f"python benchmarks/onnx_runtime.py; {stamp()}")
 

@@ -296,3 +296,51 @@ def test_killed_job_resumes_to_the_uninterrupted_result(tmp_path):
     done = [json.loads(x) for x in (out / "journal.jsonl").read_text().splitlines()]
     assert len({x["path"] for x in done if x["status"] == "done"}) == 16
     assert not list(out.rglob("*.tmp"))  # a killed write leaves at most a temporary file, removed or ignored
+
+
+class CountingScorer(EnergyScorer):
+    """EnergyScorer that records the size of every batch it is given."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.batches: list[int] = []
+
+    def score(self, windows: np.ndarray) -> np.ndarray:
+        self.batches.append(len(windows))
+        return super().score(windows)
+
+
+class OneChunkAtATime:
+    """The same window scorer behind a chunk scorer that cannot take several chunks per call."""
+
+    def __init__(self, scorer):
+        self.inner = WindowChunks(scorer)
+        self.sample_rate_hz, self.overlap_s, self.step_s = self.inner.sample_rate_hz, self.inner.overlap_s, self.inner.step_s
+
+    def score_chunk(self, samples, **where):
+        return self.inner.score_chunk(samples, **where)
+
+    def finish(self, rows):
+        return rows
+
+    def fingerprint(self):
+        return self.inner.fingerprint()
+
+
+def test_windows_of_short_files_are_scored_together_in_full_batches(tmp_path):
+    archive = tmp_path / "clips"
+    for i in range(30):  # 30 clips of 1-3 windows each, one unreadable among them
+        tone(archive / f"clip{i:02d}.wav", rate=RATE, duration_s=1.0 + (i % 3), freq_hz=500 + 50 * i, seed=i)
+    (archive / "clip15.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk")
+    grouped_scorer, single_scorer = CountingScorer(), CountingScorer()
+    grouped = run_job(command="predict", audio_root=archive, out_dir=tmp_path / "grouped", scorer=WindowChunks(grouped_scorer),
+                      settings={})
+    single = run_job(command="predict", audio_root=archive, out_dir=tmp_path / "single", scorer=OneChunkAtATime(single_scorer),
+                     settings={})
+    assert (grouped.done_now, grouped.failed) == (single.done_now, single.failed) == (29, 1)
+    pd.testing.assert_frame_equal(read_parts(tmp_path / "grouped"), read_parts(tmp_path / "single"))
+    assert sum(grouped_scorer.batches) == sum(single_scorer.batches)  # every window once either way
+    assert len(single_scorer.batches) == 29  # one call per file
+    assert max(grouped_scorer.batches) == 8 and len(grouped_scorer.batches) <= sum(grouped_scorer.batches) // 8 + 3
+    assert "read" in grouped.stages and "writing" in grouped.stages and "windows" in grouped.stages
+    assert "time per stage" in str(grouped)

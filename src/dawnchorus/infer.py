@@ -30,6 +30,7 @@ from .postprocess import species_columns_of
 from .priors import persistence_from_run
 from .runs import file_digest, resolve_round
 from .scores import aggregate_windows, average_window_tables, kth_best_window
+from .stages import timed
 
 try:
     from tqdm.auto import tqdm
@@ -49,11 +50,13 @@ class LoadedRun:
 RUNTIMES = ("torch", "onnx")
 
 
-def load_run(run_dir: str | Path, *, device: torch.device, pseudo_round: int | None = None) -> LoadedRun:
+def load_run(run_dir: str | Path, *, device: torch.device, pseudo_round: int | None = None,
+             with_models: bool = True) -> LoadedRun:
     """A trained run: its config, class layout, species and every finished fold's weights.
 
     A run trained with pseudo-label rounds resolves to its last finished round unless
-    ``pseudo_round`` names one (0 is the first, teacher model).
+    ``pseudo_round`` names one (0 is the first, teacher model). ``with_models=False`` skips
+    building the networks (ONNX Runtime scores with the exported graph instead).
     """
     run_dir = resolve_round(run_dir, pseudo_round)
     for name in ("config.yaml", "layout.json", "species.csv"):
@@ -65,7 +68,7 @@ def load_run(run_dir: str | Path, *, device: torch.device, pseudo_round: int | N
     if not weights:
         raise InputError(f"{run_dir}: no finished fold (fold*/model.safetensors); finish training with 'dawnchorus train --resume'")
     models = []
-    for path in weights:
+    for path in weights if with_models else []:
         model = build_model(features=config.features, model=config.model, n_classes=len(layout))
         model.load_state_dict(load_file(str(path)))
         models.append(model.to(device).eval())
@@ -119,8 +122,11 @@ def _model_scores(run: LoadedRun, batch: torch.Tensor, *, fold_classes: bool) ->
 def _batch_scores(run: LoadedRun, batch: torch.Tensor, *, fold_classes: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Clip and (when the head has one) frame probabilities, averaged over the run's models."""
     clip, frame = None, None
+    with timed("spectrogram"):  # the folds of a run share one front end (its config; nothing in it is learnt)
+        image = run.models[0].frontend(batch)
     for model in run.models:
-        outputs = model(batch)
+        with timed("network"):
+            outputs = model.classify(image)
         probs = torch.sigmoid(outputs["clip"].float())
         clip = probs if clip is None else clip + probs
         if "frame" in outputs:
@@ -369,7 +375,7 @@ def predict(*, run_dirs: Sequence[str | Path], audio_dir: str | Path, window_s: 
     audio_paths = find_audio_files(audio_dir, ids="path")
     if not audio_paths:
         raise InputError(f"{audio_dir}: no audio recordings (FLAC, WAV, MP3, OGG) found")
-    runs = [load_run(r, device=torch_device, pseudo_round=pseudo_round) for r in run_dirs]
+    runs = [load_run(r, device=torch_device, pseudo_round=pseudo_round, with_models=runtime == "torch") for r in run_dirs]
     species = runs[0].species
     for run in runs[1:]:
         if run.species.species_ids != species.species_ids:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,6 +38,8 @@ def create_backbone(name: str, *, in_chans: int) -> nn.Module:
     """A timm backbone (or one of ``SLIM_BACKBONES``) without classifier or pooling, random weights."""
     base, extra = SLIM_BACKBONES.get(name, (name, {}))
     try:
+        import timm  # here, not at import: timm (and torchvision) add 2 s to every start, which ONNX runs never need
+
         return timm.create_model(base, pretrained=False, in_chans=in_chans, num_classes=0, global_pool="", **extra)
     except RuntimeError as exc:
         raise InputError(f"model.backbone '{name}' is not a timm model nor one of {', '.join(SLIM_BACKBONES)} "
@@ -227,6 +228,10 @@ class Detector(nn.Module):
         image = self.frontend(wave)
         if self.training and self.spec_augment is not None:
             image = self.spec_augment(image)
+        return self.classify(image)
+
+    def classify(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The network after the front end: images -> logits."""
         return self.head(self.backbone.forward_features(image))
 
 
@@ -236,6 +241,8 @@ def check_model_choices(model: ModelConfig) -> None:
     if model.head not in HEADS:
         problems.append(f"model.head '{model.head}' is unknown; choose from {', '.join(HEADS)}")
     base = SLIM_BACKBONES.get(model.backbone, (model.backbone, {}))[0]
+    import timm
+
     if not timm.is_model(base):
         problems.append(f"model.backbone '{model.backbone}' is not a timm model (timm.list_models() lists them) nor one of "
                         f"{', '.join(SLIM_BACKBONES)}")

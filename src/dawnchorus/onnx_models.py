@@ -32,6 +32,7 @@ from .errors import InputError
 from .features import FrontEnd
 from .infer import LoadedRun, load_run
 from .runs import file_digest, resolve_round
+from .stages import timed
 
 ONNX_FILE = "model.onnx"
 _INSTALL = "pip install onnxruntime onnx onnxscript (they come with dawnchorus; reinstall it if they are missing)"
@@ -192,9 +193,10 @@ class OnnxScorer:
         self.columns, self.weights = meta["species_columns"], meta["weights"]
 
     def score(self, windows: np.ndarray) -> np.ndarray:
-        with torch.no_grad():  # the front end runs on torch's threads, which are the process's to set (not ours)
+        with torch.no_grad(), timed("spectrogram"):  # on torch's threads, which are the process's to set (not ours)
             images = self.frontend(torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))).numpy()
-        return self.session.run(None, {"images": images})[0].astype(np.float32)
+        with timed("network"):
+            return self.session.run(None, {"images": images})[0].astype(np.float32)
 
     def fingerprint(self) -> dict:
         return {"detector": "cnn", "runtime": "onnx", "sample_rate_hz": self.sample_rate_hz, "weights": self.weights}

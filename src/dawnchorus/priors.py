@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import brentq
 
 from .errors import InputError
 
@@ -108,6 +107,8 @@ def estimate_prevalence_count(scores: np.ndarray, reference: np.ndarray, *, star
         raise InputError(f"labels per recording must be between 0 and the number of species ({n_species}); got {target:g}")
 
     def to_target(prevalence: np.ndarray) -> np.ndarray:
+        from scipy.optimize import brentq  # here: scipy adds half a second to every start
+
         logits = np.log(odds(prevalence))
         shift = brentq(lambda c: float(np.sum(1 / (1 + np.exp(-(logits + c))))) - target, -60.0, 60.0)
         return 1 / (1 + np.exp(-(logits + shift)))

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.audio import AudioInfo, load_audio, n_samples
+from .. import stages
 from ..errors import AudioError, InputError
 from .journal import Journal, JournalEntry, atomic_write_text, check_or_start_job
 from .manifest import Manifest, ManifestEntry, list_archive, read_manifest
@@ -71,6 +72,7 @@ class JobSummary:
     audio_hours_now: float
     seconds: float
     outputs: list[Path] = field(default_factory=list)
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage, this run (``stages.since``)
 
     def __str__(self) -> str:
         rate = self.audio_hours_now / (self.seconds / 3600) if self.seconds > 0 else 0.0
@@ -80,6 +82,8 @@ class JobSummary:
             text += "; ignored (not audio): " + ", ".join(f"{n} {ext}" for ext, n in self.ignored.items())
         if self.failed:
             text += f"\nfailed files are listed in {self.out_dir / FAILED_FILE}; fix or remove them and rerun with --retry-failed"
+        if self.stages:
+            text += f"\ntime per stage (decoding overlaps the model; summed over processes): {stages.describe(self.stages)}"
         return text
 
 
@@ -92,10 +96,18 @@ def plan_chunks(n_total: int, *, chunk: int, overlap: int) -> list[tuple[int, in
 
 
 def decode_chunk(task: tuple) -> np.ndarray:
-    """One chunk at the scorer's rate; a module-level function so decoding processes can run it."""
+    """One chunk at the scorer's rate."""
     path, rate, offset, read_until, channel, info = task
     return load_audio(path, sample_rate_hz=rate, t_start_s=offset / rate, duration_s=max(read_until - offset, 1) / rate,
                       channel=channel, info=info)
+
+
+def decode_timed(task: tuple) -> tuple[np.ndarray, dict[str, float]]:
+    """``decode_chunk`` and the stage seconds it took where it ran (a module-level function, so
+    decoding processes can run it; the caller adds the seconds to its own totals)."""
+    with stages.collect() as seconds:
+        samples = decode_chunk(task)
+    return samples, dict(seconds)
 
 
 def part_name(relative_path: str) -> str:
@@ -128,7 +140,7 @@ def run_job(*, command: str, audio_root: str | Path, out_dir: str | Path, scorer
     fingerprint decide whether earlier results in ``out_dir`` can be kept. With ``ray`` the
     chunks are decoded and scored on a Ray cluster; everything else (manifest, journal,
     parts, outputs) is the same, so a job may switch engines between runs."""
-    started = time.perf_counter()
+    started, stages_before = time.perf_counter(), stages.snapshot()
     audio_root, out_dir = Path(audio_root), Path(out_dir)
     if not audio_root.is_dir():
         raise InputError(f"{audio_root}: audio folder not found")
@@ -181,17 +193,19 @@ def run_job(*, command: str, audio_root: str | Path, out_dir: str | Path, scorer
             part = part_name(entry.path)
             rows.insert(0, "path", entry.path)
             rows.insert(0, "recording_id", entry.recording_id)
-            write_part(out_dir / part, rows)
-            journal.record(JournalEntry(entry.path, "done", entry.size_bytes, entry.mtime_ns, part=part, rows=len(rows),
-                                        seconds=round(seconds, 3)))
+            with stages.timed("writing"):
+                write_part(out_dir / part, rows)
+                journal.record(JournalEntry(entry.path, "done", entry.size_bytes, entry.mtime_ns, part=part, rows=len(rows),
+                                            seconds=round(seconds, 3)))
             done_now += 1
             hours += entry.duration_s / 3600
     finally:
         journal.close()
     failed = _write_failed(out_dir, manifest, journal)
-    outputs = write_outputs(out_dir=out_dir, manifest=manifest, journal=journal, writers=make_outputs() if make_outputs else [])
+    with stages.timed("outputs"):
+        outputs = write_outputs(out_dir=out_dir, manifest=manifest, journal=journal, writers=make_outputs() if make_outputs else [])
     return JobSummary(out_dir, len(manifest.entries), done_now, done_before, failed, manifest.ignored, hours,
-                      time.perf_counter() - started, outputs)
+                      time.perf_counter() - started, outputs, stages.since(stages_before))
 
 
 def _write_failed(out_dir: Path, manifest: Manifest, journal: Journal) -> int:
@@ -338,6 +352,8 @@ def score_recordings(items: Sequence[tuple[Any, AudioInfo]], *, scorer: ChunkSco
 
 def _local_chunk_results(items, tasks, *, scorer: ChunkScorer, channel: int | None, workers: int) -> Iterator[tuple]:
     trim_heap, chunks_scored = _heap_trimmer(), 0
+    grouping = all(hasattr(scorer, name) for name in ("score_chunks", "count_windows", "batch_windows"))
+    group_windows = int(scorer.batch_windows) if grouping else 1
     ahead = max(2, 2 * workers)
     with _executor(workers) as pool:
         pending: deque = deque()
@@ -349,30 +365,76 @@ def _local_chunk_results(items, tasks, *, scorer: ChunkScorer, channel: int | No
                 if item is None:
                     return
                 task = item[3]
-                pending.append((item, pool.submit(decode_chunk, task[:6]) if task is not None else None))
+                pending.append((item, pool.submit(decode_timed, task[:6]) if task is not None else None))
+
+        group: list = []  # decoded chunks waiting to be scored together, in task order
+
+        def flush() -> Iterator[tuple]:
+            nonlocal chunks_scored
+            for (index, number, count, task, _), rows, error in _score_group(scorer, group):
+                yield index, number, count, rows, error
+            chunks_scored += len(group)
+            if chunks_scored // TRIM_EVERY_CHUNKS != (chunks_scored - len(group)) // TRIM_EVERY_CHUNKS:
+                trim_heap()
+            group.clear()
 
         refill()
-        failed_file = None  # chunks of a file that already failed are not scored
+        failed_file, windows_grouped = None, 0  # chunks of a file that already failed are not scored
         while pending:
             (index, number, count, task), future = pending.popleft()
-            refill()
             if number == 0:
                 failed_file = None
             if task is None:
+                refill()
+                yield from flush()
                 yield index, number, count, None, missing_channel(items[index][1], channel)
                 continue
             if failed_file == index:
                 future.cancel()
+                refill()
                 yield index, number, count, None, None
                 continue
             try:
-                samples = future.result()
-                rows = score_task(scorer, task, samples)
-                del samples
-                chunks_scored += 1
-                if chunks_scored % TRIM_EVERY_CHUNKS == 0:
-                    trim_heap()
-                yield index, number, count, rows, None
+                with stages.timed("waiting for audio"):
+                    samples, seconds = future.result()
+                stages.add(seconds)
             except AudioError as exc:
+                refill()
+                yield from flush()
                 failed_file = index
                 yield index, number, count, None, str(exc)
+                continue
+            windows = (scorer.count_windows(offset=task[2], own_until=task[6], n_total=n_samples(task[5].duration_s, task[1]))
+                       if grouping else 1)
+            if group and windows_grouped + windows > group_windows:  # full batches: the next chunk starts a group
+                yield from flush()
+                windows_grouped = 0
+            group.append((index, number, count, task, samples))
+            windows_grouped += windows
+            # while a group fills, more of the queue is decoded ahead (bounded by the group's size)
+            ahead = max(2, 2 * workers, len(group) + workers + 1)
+            refill()
+            if windows_grouped >= group_windows or not pending:
+                yield from flush()
+                windows_grouped = 0
+        yield from flush()
+
+
+def _score_group(scorer: ChunkScorer, group: list) -> list[tuple]:
+    """``(group item, rows, error)`` for each decoded chunk of ``group``: scored in one call when
+    the scorer takes several chunks, else one by one; a chunk that cannot be scored gets its error."""
+    if not group:
+        return []
+    if len(group) > 1:
+        try:
+            chunks = [(samples, task[2], task[6], n_samples(task[5].duration_s, task[1])) for *_, task, samples in group]
+            return [(item, rows, None) for item, rows in zip(group, scorer.score_chunks(chunks))]
+        except AudioError:
+            pass  # one chunk is bad: score them one by one to find which
+    results = []
+    for item in group:
+        try:
+            results.append((item, score_task(scorer, item[3], item[4]), None))
+        except AudioError as exc:
+            results.append((item, None, str(exc)))
+    return results

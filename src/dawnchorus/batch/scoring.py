@@ -6,7 +6,10 @@ what the engine drives: it receives a file piece by piece (``samples`` from samp
 ``offset``, at its own rate) and returns rows for everything that *starts* in its own span
 ``[offset, own_until)``; the engine gives each chunk ``overlap_s`` of audio beyond that span,
 so nothing is cut at a chunk edge. ``WindowChunks`` turns a window scorer into a chunk
-scorer; template matching is a chunk scorer of its own.
+scorer; template matching is a chunk scorer of its own. A chunk scorer may also offer
+``score_chunks`` (several chunks, of any files, in one call), ``count_windows`` and
+``batch_windows`` (how many windows a call should hold): the engine then groups short chunks
+so the model sees full batches.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from typing import Protocol, Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ..data.audio import n_samples, window_starts_between
+from ..stages import timed
 
 VECTOR_COLUMN = "vector"
 
@@ -63,20 +68,46 @@ class WindowChunks:
     def fingerprint(self) -> dict:
         return {"window_s": self.scorer.window_s, "hop_s": self.scorer.hop_s, **self.scorer.fingerprint()}
 
+    @property
+    def batch_windows(self) -> int:
+        """Windows per call of the model: the engine hands over chunks (of several files) until they add up to this."""
+        return self.scorer.batch_size
+
+    def count_windows(self, *, offset: int, own_until: int, n_total: int) -> int:
+        """How many windows start in ``[offset, own_until)`` of a file of ``n_total`` samples."""
+        return int(self._starts(offset, own_until, n_total).size)
+
+    def _starts(self, offset: int, own_until: int, n_total: int) -> np.ndarray:
+        return window_starts_between(max(n_total, self.window), window=self.window, hop=self.hop, first=offset, stop=own_until)
+
     def score_chunk(self, samples: np.ndarray, *, offset: int, own_until: int, n_total: int) -> pd.DataFrame:
-        starts = window_starts_between(max(n_total, self.window), window=self.window, hop=self.hop, first=offset,
-                                       stop=own_until)
-        if starts.size == 0:
-            return self._frame(starts, np.zeros((0, len(self.scorer.columns or ()))), n_total)
-        need = int(starts[-1] - offset + self.window)
-        if samples.shape[0] < need:  # only a file shorter than one window, or a header that over-promised
-            samples = np.pad(samples, (0, need - samples.shape[0]))
-        local = starts - offset
-        outputs = []
-        for first in range(0, local.size, self.scorer.batch_size):
-            batch = np.stack([samples[s : s + self.window] for s in local[first : first + self.scorer.batch_size]])
-            outputs.append(np.asarray(self.scorer.score(batch), dtype=np.float32))
-        return self._frame(starts, np.concatenate(outputs), n_total)
+        return self.score_chunks([(samples, offset, own_until, n_total)])[0]
+
+    def score_chunks(self, chunks: Sequence[tuple[np.ndarray, int, int, int]]) -> list[pd.DataFrame]:
+        """``score_chunk`` for each ``(samples, offset, own_until, n_total)``, their windows scored
+        together in batches of the model's size, so short files fill batches too."""
+        plans, pieces = [], []
+        with timed("windows"):
+            for samples, offset, own_until, n_total in chunks:
+                starts = self._starts(offset, own_until, n_total)
+                plans.append((starts, n_total))
+                if starts.size == 0:
+                    continue
+                need = int(starts[-1] - offset + self.window)
+                if samples.shape[0] < need:  # only a file shorter than one window, or a header that over-promised
+                    samples = np.pad(samples, (0, need - samples.shape[0]))
+                pieces.append(sliding_window_view(samples, self.window)[starts - offset])  # a gather, no loop per window
+            windows = np.concatenate(pieces) if pieces else np.zeros((0, self.window), np.float32)
+        outputs = [np.asarray(self.scorer.score(windows[first : first + self.scorer.batch_size]), dtype=np.float32)
+                   for first in range(0, len(windows), self.scorer.batch_size)]
+        width = len(self.scorer.columns) if self.scorer.columns is not None else 0
+        values = np.concatenate(outputs) if outputs else np.zeros((0, width), np.float32)
+        frames, first = [], 0
+        with timed("rows"):
+            for starts, n_total in plans:
+                frames.append(self._frame(starts, values[first : first + starts.size], n_total))
+                first += starts.size
+        return frames
 
     def _frame(self, starts: np.ndarray, values: np.ndarray, n_total: int) -> pd.DataFrame:
         rate = self.sample_rate_hz

@@ -19,6 +19,7 @@ import soundfile as sf
 import soxr
 
 from ..errors import AudioError, InputError
+from ..stages import timed
 
 # What libsndfile (soundfile >= 0.12) decodes; anything else with an audio-like extension is
 # reported as unreadable rather than silently passed over.
@@ -106,10 +107,12 @@ def load_audio(
     first = int(np.floor(t_start_s * rate_in))
     read_from = max(0, first - margin)
     read_to = min(info.n_frames, int(np.ceil((t_start_s + duration_s) * rate_in)) + margin)
-    raw = _read_frames(info, read_from, read_to, channel=channel)
+    with timed("read"):
+        raw = _read_frames(info, read_from, read_to, channel=channel)
     if rate_in == sample_rate_hz:
         return _fit_length(raw, n_out)
-    resampled = resample(raw, from_hz=rate_in, to_hz=sample_rate_hz)
+    with timed("resample"):
+        resampled = resample(raw, from_hz=rate_in, to_hz=sample_rate_hz)
     skip = n_samples((t_start_s * rate_in - read_from) / rate_in, sample_rate_hz)
     return _fit_length(resampled[skip:], n_out)
 
