@@ -371,7 +371,7 @@ def _local_chunk_results(items, tasks, *, scorer: ChunkScorer, channel: int | No
 
         def flush() -> Iterator[tuple]:
             nonlocal chunks_scored
-            for (index, number, count, task, _), rows, error in _score_group(scorer, group):
+            for (index, number, count, task, _), rows, error in score_group(scorer, group):
                 yield index, number, count, rows, error
             chunks_scored += len(group)
             if chunks_scored // TRIM_EVERY_CHUNKS != (chunks_scored - len(group)) // TRIM_EVERY_CHUNKS:
@@ -420,12 +420,12 @@ def _local_chunk_results(items, tasks, *, scorer: ChunkScorer, channel: int | No
         yield from flush()
 
 
-def _score_group(scorer: ChunkScorer, group: list) -> list[tuple]:
-    """``(group item, rows, error)`` for each decoded chunk of ``group``: scored in one call when
+def score_group(scorer: ChunkScorer, group: list) -> list[tuple]:
+    """``(group item, rows, error)`` for each decoded chunk ``(..., task, samples)`` of ``group``: scored in one call when
     the scorer takes several chunks, else one by one; a chunk that cannot be scored gets its error."""
     if not group:
         return []
-    if len(group) > 1:
+    if len(group) > 1 and hasattr(scorer, "score_chunks"):
         try:
             chunks = [(samples, task[2], task[6], n_samples(task[5].duration_s, task[1])) for *_, task, samples in group]
             return [(item, rows, None) for item, rows in zip(group, scorer.score_chunks(chunks))]

@@ -25,7 +25,7 @@ import pandas as pd
 from ..data.audio import AudioInfo
 from ..cluster import connect, import_ray
 from ..errors import AudioError
-from .engine import RayOptions, decode_chunk, missing_channel, score_task
+from .engine import RayOptions, decode_chunk, missing_channel, score_group
 from .scoring import ChunkScorer
 
 SCORE_BATCH_CHUNKS = 8  # chunks per actor call: fewer round trips for archives of short files
@@ -78,20 +78,20 @@ class _Scorer:
         self.scorer = scorer
 
     def __call__(self, batch: dict) -> dict:
-        rows, errors = [], []
-        for i in range(len(batch["order"])):
+        count = len(batch["order"])
+        rows, errors = [b""] * count, [""] * count
+        group = []  # the decoded chunks of this call, scored together as the local engine groups them
+        for i in range(count):
             row = {key: values[i] for key, values in batch.items()}
             if row["error"] or not row["has_task"]:
-                rows.append(b"")
-                errors.append(str(row["error"]))
-                continue
-            try:
-                scored = score_task(self.scorer, _task_of(row), np.asarray(row["samples"], dtype=np.float32))
-                rows.append(_to_bytes(scored))  # Parquet, as the parts are: no pickle between processes
-                errors.append("")
-            except AudioError as exc:
-                rows.append(b"")
-                errors.append(str(exc))
+                errors[i] = str(row["error"])
+            else:
+                group.append((i, None, None, _task_of(row), np.asarray(row["samples"], dtype=np.float32)))
+        for (i, *_), scored, error in score_group(self.scorer, group):
+            if error is None:
+                rows[i] = _to_bytes(scored)  # Parquet, as the parts are: no pickle between processes
+            else:
+                errors[i] = error
         return {"order": batch["order"], "rows": np.array(rows, dtype=object), "error": np.array(errors, dtype=object)}
 
 
