@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -41,9 +42,11 @@ def main() -> None:
     jobs = BENCH_DATA / "load" / "ray_vs_local"
     local_s = timed_job(run, archive, jobs / "local")
     ray_s = timed_job(run, archive, jobs / "ray", "--engine", "ray")
-    same = pd.read_csv(jobs / "local" / "submission.csv").equals(pd.read_csv(jobs / "ray" / "submission.csv"))
+    local, on_ray = (pd.read_csv(jobs / name / "submission.csv").set_index("recording_id").sort_index() for name in ("local", "ray"))
+    # batches hold other windows on each engine: equal up to float rounding (the CSV keeps 6 decimals)
+    difference = float(np.abs(local.to_numpy() - on_ray.loc[local.index].to_numpy()).max())
     print(json.dumps({"files": args.files, "local_s": round(local_s, 1), "ray_s": round(ray_s, 1),
-                      "ray_over_local": round(ray_s / local_s, 3), "same_submission": same}, indent=1))
+                      "ray_over_local": round(ray_s / local_s, 3), "max_score_difference": difference}, indent=1))
     print(f"python benchmarks/ray_engine.py --files {args.files}; {stamp()}")
 
 

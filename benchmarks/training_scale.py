@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import BENCH_DATA, stamp  # noqa: E402
 
 CLI = str(Path(sys.executable).with_name("dawnchorus"))
-SETS = ["train.epochs=2", "train.folds=2", "sampling.crops_per_epoch=256", "train.batch_size=16", "train.device=cpu"]
+SETS = ["train.epochs=2", "train.folds=2", "sampling.crops_per_epoch=1024", "train.batch_size=16", "train.device=cpu"]
 
 
 def main() -> None:

@@ -115,3 +115,16 @@ def test_a_ray_job_killed_mid_way_resumes_to_the_same_result(trained, tmp_path):
     assert finished_before_kill <= kept < 36, resumed.stdout  # what was finished before the kill was not redone
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "reference" / "submission.csv"), pd.read_csv(job / "submission.csv"),
                                   atol=1e-6)
+
+
+def test_a_gpu_actor_moves_the_drivers_cpu_copy_of_a_cnn_run_onto_its_device(trained):  # noqa: F811
+    import torch
+
+    from dawnchorus.infer import CnnScorer, load_run
+
+    _, run_dir, _ = trained
+    scorer = WindowChunks(CnnScorer(runs=[load_run(run_dir, device=torch.device("cpu"))], device=torch.device("cpu")))
+    moved = scorer.to(torch.device("meta"))  # a device without data: enough to see every model went
+    assert moved.scorer.device.type == "meta"
+    assert all(p.device.type == "meta" for run in moved.scorer.runs for m in run.models for p in m.parameters())
+    assert WindowChunks(EnergyScorer()).to(torch.device("meta")).scorer.sample_rate_hz  # nothing to move: unchanged

@@ -462,6 +462,13 @@ class CnnScorer:
             total = clip if total is None else total + clip
         return (total / len(self.runs)).cpu().numpy().astype(np.float32)
 
+    def to(self, device: torch.device) -> "CnnScorer":
+        """Move every model to ``device`` (a Ray actor moves the driver's CPU copy onto its own GPU)."""
+        for run in self.runs:
+            run.models[:] = [model.to(device) for model in run.models]
+        self.device = device
+        return self
+
     def fingerprint(self) -> dict:
         weights = {str(p): file_digest(p) for run in self.runs for p in sorted(Path(run.run_dir).glob("fold*/model.safetensors"))}
         return {"detector": "cnn", "sample_rate_hz": self.sample_rate_hz, "weights": weights}

@@ -63,7 +63,8 @@ def predict_archive(*, run_dirs: Sequence[str | Path], audio_root: str | Path, o
         from ..infer import RUNTIMES, CnnScorer, load_run
         from ..models import resolve_device
 
-        torch_device = resolve_device(device)
+        # GPU actors on Ray move the driver's CPU copy onto their own GPU: the driver needs none
+        torch_device = resolve_device("cpu" if ray is not None and ray.gpus_per_scorer > 0 else device)
         runs = [load_run(r, device=torch_device, pseudo_round=pseudo_round) for r in run_dirs]
         if runtime == "onnx":
             from ..onnx_models import OnnxScorer, onnx_for_runs
@@ -131,13 +132,14 @@ def write_raven_for_windows(*, windows: pd.DataFrame, audio_root: str | Path, ou
 def embed_archive(*, audio_root: str | Path, out_dir: str | Path, embedder=None, hop_s: float = 1.5, threads: int = 1,
                   channel: int | None = None, workers: int = 1, chunk_s: float = DEFAULT_CHUNK_S,
                   retry_failed: bool = False, force: bool = False, progress: bool = False,
-                  ray: RayOptions | None = None) -> JobSummary:
-    """One embedding per window for every recording of an archive (``parts/``: t_start_s, t_end_s, vector)."""
+                  ray: RayOptions | None = None, outputs=None) -> JobSummary:
+    """One embedding per window for every recording of an archive (``parts/``: t_start_s, t_end_s, vector);
+    ``outputs`` makes the job's output writers (``search.index`` passes its index)."""
     from ..embeddings import EmbedderScorer, resolve_embedder
 
     scorer = EmbedderScorer(resolve_embedder(embedder, threads=threads), hop_s=hop_s)
     return run_job(command="embed", audio_root=audio_root, out_dir=out_dir, scorer=WindowChunks(scorer), settings={},
-                   **_job_options(channel, workers, chunk_s, retry_failed, force, progress, ray))
+                   make_outputs=outputs, **_job_options(channel, workers, chunk_s, retry_failed, force, progress, ray))
 
 
 class CandidatesCsv:

@@ -22,13 +22,14 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from ..data.audio import AudioInfo
+from ..data.audio import AudioInfo, n_samples
 from ..cluster import connect, import_ray
 from ..errors import AudioError
 from .engine import RayOptions, decode_chunk, missing_channel, score_group
 from .scoring import ChunkScorer
 
-SCORE_BATCH_CHUNKS = 8  # chunks per actor call: fewer round trips for archives of short files
+SCORE_BATCH_CHUNKS = 8  # chunks per actor call at least: fewer round trips
+MAX_BATCH_CHUNKS = 64  # and at most: short files fill the model's batches (as the local engine groups them)
 def _task_row(order: int, index: int, number: int, count: int, task: tuple | None) -> dict:
     row = {"order": order, "index": index, "number": number, "count": count, "has_task": task is not None}
     if task is not None:
@@ -55,6 +56,16 @@ def _decode(row: dict) -> dict:
     return out
 
 
+def _chunks_per_call(scorer: ChunkScorer, tasks: list[tuple]) -> int:
+    """Chunks per actor call: enough that the typical call fills the model's batch (``batch_windows``)."""
+    if not all(hasattr(scorer, name) for name in ("score_chunks", "count_windows", "batch_windows")):
+        return SCORE_BATCH_CHUNKS
+    windows = [scorer.count_windows(offset=t[2], own_until=t[6], n_total=n_samples(t[5].duration_s, t[1]))
+               for _, _, _, t in tasks[:1000] if t is not None]
+    typical = max(1.0, float(np.median(windows))) if windows else 1.0
+    return int(min(MAX_BATCH_CHUNKS, max(SCORE_BATCH_CHUNKS, round(scorer.batch_windows / typical))))
+
+
 def _decode_bytes(rows: list[dict]) -> int:
     """Float32 samples of the longest chunk at the file's rate and the scorer's, twice over for the resampler."""
     longest = max(((r["read_until"] - r["offset"]) * max(1.0, r["file_rate"] / r["rate"]) for r in rows if r["has_task"]),
@@ -71,10 +82,12 @@ def _to_bytes(frame: pd.DataFrame) -> bytes:
 class _Scorer:
     """One actor of the scoring pool: a copy of the job's detector, fed one chunk at a time."""
 
-    def __init__(self, scorer: ChunkScorer, threads: int):
+    def __init__(self, scorer: ChunkScorer, threads: int, gpus: float = 0.0):
         import torch
 
         torch.set_num_threads(max(1, threads))
+        if gpus > 0 and hasattr(scorer, "to"):  # Ray gave this actor its GPU (CUDA_VISIBLE_DEVICES): "cuda" is it
+            scorer = scorer.to(torch.device("cuda"))
         self.scorer = scorer
 
     def __call__(self, batch: dict) -> dict:
@@ -112,8 +125,9 @@ def ray_chunk_results(items: Sequence[tuple[Any, AudioInfo]], tasks: list[tuple]
                # asked only here, keeps Ray from fusing decoding into the scoring actors: files are decoded on
                # every free CPU while the actors score
                .map(_decode, num_cpus=1, memory=_decode_bytes(rows))
-               .map_batches(_Scorer, fn_constructor_kwargs={"scorer": scorer, "threads": options.threads_per_scorer},
-                            batch_size=SCORE_BATCH_CHUNKS, compute=ray.data.ActorPoolStrategy(size=options.scorers),
+               .map_batches(_Scorer, fn_constructor_kwargs={"scorer": scorer, "threads": options.threads_per_scorer,
+                                                         "gpus": options.gpus_per_scorer},
+                            batch_size=_chunks_per_call(scorer, tasks), compute=ray.data.ActorPoolStrategy(size=options.scorers),
                             num_cpus=options.threads_per_scorer, num_gpus=options.gpus_per_scorer))
     for result in dataset.iter_rows():
         index, number, count, task = tasks[int(result["order"])]

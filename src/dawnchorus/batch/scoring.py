@@ -68,6 +68,12 @@ class WindowChunks:
     def fingerprint(self) -> dict:
         return {"window_s": self.scorer.window_s, "hop_s": self.scorer.hop_s, **self.scorer.fingerprint()}
 
+    def to(self, device) -> "WindowChunks":
+        """Move the window scorer to ``device`` when it runs on one (a CNN run); others stay as they are."""
+        if hasattr(self.scorer, "to"):
+            self.scorer.to(device)
+        return self
+
     @property
     def batch_windows(self) -> int:
         """Windows per call of the model: the engine hands over chunks (of several files) until they add up to this."""
