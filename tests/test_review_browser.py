@@ -20,6 +20,8 @@ from dawnchorus.review import create_app, export_labels, read_candidates_csv
 from dawnchorus.review.server import LOOPBACK_HOSTS, bind_socket, page_url
 
 from test_review_api import make_corpus
+from test_review_learning import searched, truth  # noqa: F401  (searched: a fixture)
+from test_batch_jobs import trained  # noqa: F401  (what searched is built on)
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
 
@@ -154,3 +156,42 @@ def test_mark_by_click_and_keyboard_reload_and_export(served, page):
     assert [tuple(r) for r in fp.itertuples(index=False)] == [("rec_a", 1, 1, 1.5, 2000.0, 2.0, 4000.0)]
     history = page.evaluate("fetch('/api/candidates/3/history').then(r => r.json())")
     assert [(d["decision"], d["reviewer"]) for d in history] == [("skip", "bea"), ("tp", "bea")]
+
+
+def test_one_active_learning_round_reranks_the_page(searched, page):
+    """Four decisions (two TP, two FP, by keyboard) retrain the head; the page re-ranks and shows it."""
+    import uvicorn
+
+    archive, root = searched
+    app = create_app(candidates=read_candidates_csv(root / "candidates.csv"), audio_dir=archive, db_path=root / "browser.sqlite",
+                     reviewer="ana", allowed_hosts=LOOPBACK_HOSTS, index_dir=root / "index", learn_every=4)
+    listener = bind_socket("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        open_page(page, page_url("127.0.0.1", listener.getsockname()[1]))
+        assert page.is_visible("#mode-box") and page.is_visible("#learning")
+        assert "retrained 0 time(s); next in 4" in page.text_content("#learning-caption")
+        rows = page.eval_on_selector_all("#rows tr", "rows => rows.map(r => [r.dataset.id, r.children[1].textContent])")
+        wanted = [r for r in rows if truth({"recording_id": r[1]}) == "tp"][:2] + \
+                 [r for r in rows if truth({"recording_id": r[1]}) == "fp"][:2]
+        for candidate_id, recording_id in wanted:
+            page.click(f'#rows tr[data-id="{candidate_id}"]')
+            page.keyboard.press("t" if truth({"recording_id": recording_id}) == "tp" else "f")
+            page.wait_for_selector(f'#rows tr[data-id="{candidate_id}"][data-decision]:not([data-decision=""])', timeout=10_000)
+        page.wait_for_function("() => document.getElementById('message').textContent.includes('re-ranked')", timeout=15_000)
+        assert "retrained 1 time(s)" in page.text_content("#learning-caption")
+        chances = page.eval_on_selector_all("#rows tr", "rows => rows.map(r => r.children[6].textContent)")
+        assert all(value != "–" for value in chances)  # every candidate has the head's P(TP) now
+        page.select_option("#mode", "uncertain")
+        page.wait_for_function("() => document.getElementById('message').textContent.includes('most uncertain')")
+        assert errors == []
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -90,7 +90,7 @@ def read_recording_summary(path: str | Path) -> pd.DataFrame:
     return summary
 
 
-def _periods(start_time: pd.Series, *, by: str) -> pd.Series:
+def period_labels(start_time: pd.Series, *, by: str) -> pd.Series:
     start_time = pd.to_datetime(start_time, errors="coerce")
     if getattr(start_time.dt, "tz", None) is not None:
         start_time = start_time.dt.tz_localize(None)  # keep the recorder's wall clock (see _start_time_of)
@@ -129,7 +129,7 @@ def presence_table(*, summary: pd.DataFrame, threshold: float, by: str = "day", 
 
     rows = pd.DataFrame({
         "site": summary["site"].fillna("").astype(str),
-        "period": _periods(summary["start_time"], by=by),
+        "period": period_labels(summary["start_time"], by=by),
         "recording_id": summary["recording_id"].astype(str),
         "species_id": summary["species_id"].astype(np.int64),
         "duration_s": summary["duration_s"].astype(float),

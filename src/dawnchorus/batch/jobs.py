@@ -34,12 +34,15 @@ def predict_archive(*, run_dirs: Sequence[str | Path], audio_root: str | Path, o
                     pseudo_round: int | None = None, device: str = "auto", embedder=None, threads: int = 1,
                     channel: int | None = None, workers: int = 1, chunk_s: float = DEFAULT_CHUNK_S,
                     retry_failed: bool = False, force: bool = False, progress: bool = False,
-                    ray: RayOptions | None = None, runtime: str = "torch") -> JobSummary:
+                    ray: RayOptions | None = None, runtime: str = "torch",
+                    threshold_precision: float | None = None) -> JobSummary:
     """Score every recording of an archive with trained runs (CNN runs, or one embedding-head run);
     ``runtime="onnx"`` runs a CNN run's exported graph on ONNX Runtime (``threads`` CPU threads).
 
     Per-window scores land in ``parts/``; ``formats`` picks the outputs written from them
-    (``batch.outputs.FORMATS``); detections are windows scoring at least ``threshold``.
+    (``batch.outputs.FORMATS``); detections are windows scoring at least ``threshold``, or with
+    ``threshold_precision`` each species' threshold for that precision (``thresholds``, from
+    reviewed detections; species without one keep ``threshold``).
     """
     from ..embed_runs import is_embedding_run
     from ..scores import check_aggregation
@@ -86,6 +89,8 @@ def predict_archive(*, run_dirs: Sequence[str | Path], audio_root: str | Path, o
     check_aggregation(aggregate, top_k)
     bands = _bands(run_dirs[0])
     settings = {"runs": [str(Path(r).resolve()) for r in run_dirs], "pseudo_round": pseudo_round}
+    if threshold_precision is not None:
+        threshold = _precision_thresholds(run_dirs[0], species, precision=threshold_precision, fallback=threshold)
 
     def outputs():
         return make_writers(formats=list(formats), out_dir=Path(out_dir), audio_root=Path(audio_root), species=species,
@@ -94,6 +99,17 @@ def predict_archive(*, run_dirs: Sequence[str | Path], audio_root: str | Path, o
     outputs()  # an unknown format fails now, not after days of scoring
     return run_job(command="predict", audio_root=audio_root, out_dir=out_dir, scorer=WindowChunks(scorer), settings=settings,
                    make_outputs=outputs, **_job_options(channel, workers, chunk_s, retry_failed, force, progress, ray))
+
+
+def _precision_thresholds(run_dir, species, *, precision: float, fallback: float) -> dict[int, float]:
+    from ..thresholds import precision_thresholds
+
+    found, reasons = precision_thresholds(run_dir, precision=precision, species_ids=species.species_ids)
+    if reasons:
+        listed = "; ".join(f"{species_id}: {why}" for species_id, why in sorted(reasons.items())[:10])
+        warnings.warn(f"no threshold for precision {precision:g} for {len(reasons)} species, which keep --threshold "
+                      f"{fallback:g} ({listed}{'; ...' if len(reasons) > 10 else ''})", stacklevel=3)
+    return {species_id: found.get(species_id, fallback) for species_id in species.species_ids}
 
 
 def _head_aggregation(run_dir) -> tuple[str, int]:

@@ -15,6 +15,7 @@ import csv
 import math
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Callable, Protocol
 
@@ -53,14 +54,24 @@ def _number(value: float, decimals: int = 6) -> str:
     return repr(round(value, decimals)) if math.isfinite(value) else ""
 
 
-def _check_threshold(threshold: float) -> float:
-    try:
-        value = float(threshold)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not math.isfinite(value):
-        raise InputError(f"detection threshold '{threshold}' is not a number; give e.g. --threshold 0.5")
-    return value
+def _check_threshold(threshold, species: SpeciesTable) -> np.ndarray:
+    """The threshold of each species column: one number for all, or a mapping species id -> number
+    (``predict --threshold-precision``: each species its own calibrated threshold)."""
+    given = threshold if isinstance(threshold, Mapping) else {species_id: threshold for species_id in species.species_ids}
+    unknown = sorted(set(given) - set(species.species_ids))
+    if unknown:
+        raise InputError(f"detection thresholds for species {unknown} that the run does not have")
+    values = []
+    for species_id in species.species_ids:
+        raw = given.get(species_id, math.nan)
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            raise InputError(f"detection threshold '{raw}' of species {species_id} is not a number; give e.g. --threshold 0.5")
+        values.append(value)
+    return np.asarray(values, dtype=np.float64)
 
 
 def _scores(entry: ManifestEntry, windows: pd.DataFrame, species: SpeciesTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -165,7 +176,7 @@ class RavenTables:
     def __init__(self, *, out_dir: str | Path, audio_root: str | Path, species: SpeciesTable, threshold: float,
                  bands: dict[int, Band] | None = None, combined: bool = False):
         self.out_dir, self.audio_root = Path(out_dir), Path(audio_root).absolute()
-        self.species, self.threshold, self.bands = species, _check_threshold(threshold), bands
+        self.species, self.threshold, self.bands = species, _check_threshold(threshold, species), bands
         self._names = display_names(species)
         self._sequence_start_s = 0.0
         self._combined = _StreamedTable(self.out_dir / RAVEN_COMBINED_NAME, list(RAVEN_COLUMNS), delimiter="\t") if combined else None
@@ -214,7 +225,7 @@ class AudacityLabels:
     (the spectral-selection line Audacity itself writes: ``\\<TAB>f_min<TAB>f_max``)."""
 
     def __init__(self, *, out_dir: str | Path, species: SpeciesTable, threshold: float, bands: dict[int, Band] | None = None):
-        self.out_dir, self.species, self.threshold, self.bands = Path(out_dir), species, _check_threshold(threshold), bands
+        self.out_dir, self.species, self.threshold, self.bands = Path(out_dir), species, _check_threshold(threshold, species), bands
         self._names = display_names(species)
         self._written: list[Path] = []
 
@@ -237,7 +248,7 @@ class BirdnetCsv:
     """All detections in BirdNET-Analyzer's CSV layout, for tools that read its results."""
 
     def __init__(self, *, out_path: str | Path, audio_root: str | Path, species: SpeciesTable, threshold: float):
-        self.audio_root, self.species, self.threshold = Path(audio_root).absolute(), species, _check_threshold(threshold)
+        self.audio_root, self.species, self.threshold = Path(audio_root).absolute(), species, _check_threshold(threshold, species)
         self._names = display_names(species)
         self._table = _StreamedTable(Path(out_path), list(BIRDNET_COLUMNS), delimiter=",")
 

@@ -148,6 +148,7 @@ def predict(
     runtime: str = typer.Option("torch", "--runtime", help="CNN runs: torch, or onnx (the run's exported graph on ONNX Runtime; exported to RUN/model.onnx when missing)."),
     formats: List[str] = typer.Option([], "--format", help="Job folder outputs (repeatable or comma-separated): submission, summary, raven, raven-combined, audacity, birdnet (default: submission,summary,raven)."),
     threshold: float = typer.Option(0.5, "--threshold", help="Job folder: score a window needs to be a detection in the Raven, Audacity and BirdNET outputs."),
+    threshold_precision: Optional[float] = typer.Option(None, "--threshold-precision", help="Job folder: each species' threshold for this precision (e.g. 0.9), from 'dawnchorus review calibrate' (RUN/thresholds.json); species without one keep --threshold."),
     channel: Optional[int] = CHANNEL_OPTION,
     workers: int = WORKERS_OPTION,
     chunk_s: float = CHUNK_OPTION,
@@ -181,15 +182,16 @@ def predict(
         from ..batch.jobs import predict_archive
 
         summary = predict_archive(run_dirs=run, audio_root=audio, out_dir=out, formats=split_formats(formats), threshold=threshold,
+                                  threshold_precision=threshold_precision,
                                   window_s=window_s, hop_s=hop_s, aggregate=aggregate, pseudo_round=pseudo_round, device=device,
                                   threads=threads, channel=channel, workers=workers, chunk_s=chunk_s, retry_failed=retry_failed,
                                   force=force, progress=sys.stderr.isatty(),
                                   ray=ray_options(engine, ray_address, ray_scorers, ray_threads, ray_gpus), runtime=runtime)
         report_job(summary)
         return
-    if formats or channel is not None or workers != 1 or retry_failed or force or engine != "local":
-        raise InputError("--format, --channel, --workers, --retry-failed, --force and --engine are for job folders: give --out DIR "
-                         "instead of a .csv")
+    if formats or channel is not None or workers != 1 or retry_failed or force or engine != "local" or threshold_precision:
+        raise InputError("--format, --channel, --workers, --retry-failed, --force, --engine and --threshold-precision are for job "
+                         "folders: give --out DIR instead of a .csv")
     if prior is not None and postprocess is False:
         raise InputError("--prior only has an effect with post-processing; drop --no-postprocess or --prior")
     if prior is not None:

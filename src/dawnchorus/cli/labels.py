@@ -69,12 +69,17 @@ def review(
     token_file: Optional[Path] = typer.Option(None, "--token-file", help="File holding the token every request must carry (default off localhost: a new one, printed in the link)."),
     reviewer: Optional[str] = typer.Option(None, "--reviewer", help="Name recorded with each decision (default: your user name; the page can change it)."),
     min_score: float = typer.Option(0.0, "--min-score", help="With --detections: leave out detections scoring below this."),
+    index_dir: Optional[Path] = typer.Option(None, "--index", help="Active learning: an index from 'dawnchorus index' over the same audio; a head on the candidates' embeddings re-ranks the queue as you decide."),
+    learn_every: int = typer.Option(10, "--learn-every", help="With --index: retrain the head after this many decisions."),
+    mode: str = typer.Option("likely", "--mode", help="With --index: the queue's first order: likely, uncertain, random or input (the page can switch)."),
+    species_list: Optional[Path] = typer.Option(None, "--species-list", help="CSV species_id,scientific_name[,...] (a run's species.csv): names shown instead of ids."),
 ):
     """Serve the review page: mark candidates TP / FP / skip; 'review export' turns the decisions into labels."""
     if ctx.invoked_subcommand is not None:
         return
     import getpass
 
+    from ..data.species import read_species_csv
     from ..review import create_app, read_candidates_csv, read_detections, run_server
     from ..review.server import LOOPBACK_HOSTS, is_loopback, new_token, read_token_file
 
@@ -82,6 +87,8 @@ def review(
         raise InputError("give exactly one of --candidates CSV or --detections PARQUET")
     if audio is None or db is None:
         raise InputError("--audio DIR and --db FILE are required to serve the review page (or run 'dawnchorus review export')")
+    if index_dir is None and (learn_every != 10 or mode != "likely"):
+        raise InputError("--learn-every and --mode are for active learning: give --index INDEX too")
     token = read_token_file(token_file) if token_file is not None else None if is_loopback(host) else new_token()
     loaded = read_candidates_csv(candidates) if candidates is not None else read_detections(detections, min_score=min_score)
     if reviewer is None:
@@ -92,7 +99,9 @@ def review(
     with warnings.catch_warnings(record=True) as caught:  # show them now, not when the server stops
         warnings.simplefilter("always")
         review_page = create_app(candidates=loaded, audio_dir=audio, db_path=db, reviewer=reviewer,
-                                 allowed_hosts=LOOPBACK_HOSTS if is_loopback(host) else None, token=token)
+                                 allowed_hosts=LOOPBACK_HOSTS if is_loopback(host) else None, token=token,
+                                 index_dir=index_dir, learn_every=learn_every, mode=mode,
+                                 species=read_species_csv(species_list) if species_list is not None else None)
     for warning in caught:
         typer.secho(f"warning: {warning.message}", fg=typer.colors.YELLOW, err=True)
     if not is_loopback(host):
@@ -115,3 +124,18 @@ def review_export(
     from ..review import export_labels
 
     typer.echo(str(export_labels(db_path=db, out_dir=out)))
+
+
+@review_app.command("calibrate")
+@friendly_errors
+def review_calibrate(
+    db: Path = typer.Option(..., "--db", help="Review database holding reviewed detections of the run ('review --detections')."),
+    run: Path = typer.Option(..., "--run", help="The run whose detections were reviewed: RUN/thresholds.json is written there."),
+    precision: float = typer.Option(0.9, "--precision", help="Show each species' threshold for this precision (any can be asked later)."),
+):
+    """Fit P(correct | score) per species on reviewed detections; 'predict --threshold-precision P' then uses it."""
+    from ..review.calibrate import calibrate_run
+
+    path, table = calibrate_run(db_path=db, run_dir=run, precision=precision)
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
+    typer.echo(f"wrote {path}")

@@ -35,12 +35,23 @@ def summarize(
     score: str = typer.Option("max_score", "--score", help="Score to threshold: max_score or topk_mean."),
     out: Path = typer.Option(..., "--out", help="Presence table CSV, one row per site x period x species."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw the presence as a heat-map PNG here."),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="A run with thresholds.json ('review calibrate'): each species' threshold for --precision, and a prevalence corrected for false detections, with intervals."),
+    precision: float = typer.Option(0.9, "--precision", help="With --calibration: the precision the thresholds are chosen for."),
 ):
-    """Species presence per site and day (or hour) from an archive job's per-recording scores."""
+    """Species presence per site and day (or hour) from an archive job's per-recording scores.
+
+    With --calibration, an occupancy table instead: detections at each species' calibrated
+    threshold, the naive share of recordings with one and the share corrected for false
+    detections (90 % intervals); species without a calibration keep --threshold, flagged.
+    """
     from ..summarize import UNDATED, plot_presence, presence_table, read_recording_summary
 
     source = summary_path(job=job, summary=summary)
     recordings = read_recording_summary(source)
+    if calibration is not None:
+        _write_occupancy(recordings, calibration=calibration, precision=precision, threshold=threshold, by=by, score=score,
+                         out=out, plot=plot)
+        return
     table = presence_table(summary=recordings, threshold=threshold, by=by, score=score)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False, float_format="%.6g")
@@ -56,3 +67,28 @@ def summarize(
             raise InputError(f"{source}: no recordings in the summary, so there is no presence to plot")
         title = f"Share of recordings with {score} >= {threshold:g}, by site and {by}"
         typer.echo(f"wrote {plot_presence(table, out_path=plot, title=title)}")
+
+
+def _write_occupancy(recordings, *, calibration: Path, precision: float, threshold: float, by: str, score: str, out: Path,
+                     plot: Optional[Path]) -> None:
+    from ..atomic import atomic_write_text
+    from ..occupancy import occupancy_table
+    from ..summarize import plot_presence
+    from ..thresholds import read_thresholds
+
+    table = occupancy_table(summary=recordings, calibration=read_thresholds(calibration), precision=precision,
+                            fallback_threshold=threshold, by=by, score=score)
+    atomic_write_text(out, table.to_csv(index=False, float_format="%.6g"))
+    uncalibrated = sorted(table.loc[~table["calibrated"].astype(bool), "species_id"].unique())
+    typer.echo(f"{recordings['recording_id'].nunique()} recordings: occupancy at precision {precision:g} for "
+               f"{table['species_id'].nunique() - len(uncalibrated)} calibrated species")
+    if uncalibrated:
+        typer.echo(f"{len(uncalibrated)} species have no calibration and keep --threshold {threshold:g} (calibrated = False): "
+                   f"{', '.join(map(str, uncalibrated[:20]))}{' ...' if len(uncalibrated) > 20 else ''}")
+    typer.echo(f"wrote {out}")
+    if plot is not None:
+        if table.empty:
+            raise InputError("no recordings in the summary, so there is no occupancy to plot")
+        shown = table.assign(presence=table["prevalence"].fillna(table["naive_prevalence"]))
+        title = f"Share of recordings occupied (calibrated at precision {precision:g}), by site and {by}"
+        typer.echo(f"wrote {plot_presence(shown, out_path=plot, title=title)}")

@@ -45,8 +45,15 @@ CREATE TABLE IF NOT EXISTS decisions (
     decided_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS decisions_by_candidate ON decisions (candidate_id, id);
+
 PRAGMA user_version = {SCHEMA_VERSION};
 """
+
+# added after version 1 shipped; created in older databases when they are opened (additive)
+_MODES_TABLE = """CREATE TABLE IF NOT EXISTS decision_modes (
+    decision_id INTEGER PRIMARY KEY REFERENCES decisions(id),
+    mode TEXT NOT NULL
+);"""
 
 _LATEST = """
 SELECT d.id, d.candidate_id, d.decision, d.reviewer, d.decided_at FROM decisions AS d
@@ -103,6 +110,10 @@ def _check_schema(connection: sqlite3.Connection, path: Path) -> None:
         connection.executescript(_SCHEMA)
     elif version != SCHEMA_VERSION:
         raise InputError(f"{path}: review database schema version {version}, this dawnchorus reads version {SCHEMA_VERSION}")
+    try:
+        connection.execute(_MODES_TABLE)
+    except sqlite3.OperationalError:  # a read-only copy of an older database still reads; only its modes are missing
+        pass
 
 
 def box_key(recording_id: str, species_id: int, songtype_id: int, t_min: float, f_min: float, t_max: float,
@@ -135,8 +146,9 @@ def store_candidates(connection: sqlite3.Connection, rows: Iterable[dict]) -> li
 
 
 def record_decision(connection: sqlite3.Connection, *, candidate_id: int, decision: str, reviewer: str,
-                    decided_at: datetime | None = None) -> Decision:
-    """Append one decision and commit it before returning."""
+                    decided_at: datetime | None = None, mode: str | None = None) -> Decision:
+    """Append one decision and commit it before returning; ``mode`` is the active-learning queue
+    it was made in (``review.learning``), kept beside it."""
     if decision not in DECISIONS:
         raise InputError(f"decision must be one of {', '.join(DECISIONS)}; got {decision!r}")
     stamp = (decided_at or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="milliseconds")
@@ -145,7 +157,16 @@ def record_decision(connection: sqlite3.Connection, *, candidate_id: int, decisi
             "INSERT INTO decisions (candidate_id, decision, reviewer, decided_at) VALUES (?, ?, ?, ?)",
             (int(candidate_id), decision, reviewer, stamp),
         )
+        if mode is not None:
+            connection.execute("INSERT INTO decision_modes (decision_id, mode) VALUES (?, ?)", (cursor.lastrowid, mode))
     return Decision(cursor.lastrowid, int(candidate_id), decision, reviewer, stamp)
+
+
+def decisions_in_mode(connection: sqlite3.Connection, mode: str) -> dict[int, str]:
+    """Candidate id -> its latest decision, for the candidates whose latest decision was made in ``mode``."""
+    rows = connection.execute(f"SELECT last.candidate_id, last.decision FROM ({_LATEST}) AS last "
+                              "JOIN decision_modes AS m ON m.decision_id = last.id WHERE m.mode = ?", (mode,))
+    return {row[0]: row[1] for row in rows}
 
 
 def latest_decisions(connection: sqlite3.Connection) -> dict[int, Decision]:

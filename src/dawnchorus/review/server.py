@@ -19,7 +19,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from ..errors import DawnchorusError, InputError, OutputError
+from ..data.species import SpeciesTable
 from .candidates import Candidate
+from .learning import MODES
 from .media import bandpassed_wav, spectrogram_png
 from .session import MAX_REVIEWER_LENGTH, ReviewSession, open_session
 
@@ -33,9 +35,14 @@ class DecisionRequest(BaseModel):
     reviewer: Optional[str] = Field(default=None, max_length=MAX_REVIEWER_LENGTH)
 
 
+class ModeRequest(BaseModel):
+    mode: Literal[MODES]
+
+
 def create_app(*, candidates: Sequence[Candidate], audio_dir: str | Path, db_path: str | Path,
                reviewer: str = "anonymous", cache_dir: str | Path | None = None,
-               allowed_hosts: Sequence[str] | None = None, token: str | None = None) -> FastAPI:
+               allowed_hosts: Sequence[str] | None = None, token: str | None = None, index_dir: str | Path | None = None,
+               learn_every: int = 10, mode: str = "likely", species: SpeciesTable | None = None) -> FastAPI:
     """The review app for ``candidates`` (see :mod:`dawnchorus.review.candidates`) over ``audio_dir``.
 
     Decisions go to the SQLite file ``db_path`` (created if needed); spectrograms are cached
@@ -43,10 +50,12 @@ def create_app(*, candidates: Sequence[Candidate], audio_dir: str | Path, db_pat
     restricts the Host header, which keeps other web sites out of a localhost server
     (DNS rebinding); None accepts any. With ``token``, every request (the page, the API, the
     images and the audio) must carry it: ``Authorization: Bearer TOKEN``, or the cookie that
-    opening ``/?token=TOKEN`` once sets, so the printed link is all a reviewer needs.
+    opening ``/?token=TOKEN`` once sets, so the printed link is all a reviewer needs. With
+    ``index_dir`` (an index from ``dawnchorus index``) the page learns: every ``learn_every``
+    decisions a head on the candidates' embeddings re-ranks the undecided ones (``review.learning``).
     """
     session = open_session(candidates=candidates, audio_dir=audio_dir, db_path=db_path, reviewer=reviewer,
-                           cache_dir=cache_dir)
+                           cache_dir=cache_dir, index_dir=index_dir, learn_every=learn_every, mode=mode, species=species)
     app = FastAPI(title="dawnchorus review", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.session = session
     if token is not None:
@@ -97,6 +106,14 @@ def create_app(*, candidates: Sequence[Candidate], audio_dir: str | Path, db_pat
     @app.post("/api/candidates/{candidate_id}/decision")
     def decide(candidate_id: int, body: DecisionRequest):
         return _known(session, candidate_id, lambda i: session.decide(i, body.decision, body.reviewer))
+
+    @app.get("/api/learning")
+    def learning():
+        return JSONResponse(session.learning(), headers={"Cache-Control": "no-store"})
+
+    @app.post("/api/learning")
+    def set_mode(body: ModeRequest):
+        return session.set_mode(body.mode)
 
     return app
 

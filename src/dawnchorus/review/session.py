@@ -16,7 +16,9 @@ from typing import Sequence
 from ..data.audio import AudioInfo, find_recordings_by_id, probe_audio
 from ..errors import DawnchorusError, InputError
 from . import db
+from ..data.species import SpeciesTable
 from .candidates import Candidate
+from .learning import ActiveLearner
 from .media import BoxView
 
 MAX_REVIEWER_LENGTH = 100
@@ -30,6 +32,7 @@ class ReviewSession:
     order: list[int]  # candidate ids in the order they were given
     rows: dict[int, dict]  # candidate id -> public fields (box, score, template, source)
     recordings: dict[str, AudioInfo] = field(repr=False)
+    learner: ActiveLearner | None = None  # active learning (``review.learning``); None: the input order
 
     def candidate(self, candidate_id: int) -> dict:
         """The candidate's fields; KeyError for an id not in this session."""
@@ -40,17 +43,56 @@ class ReviewSession:
         return BoxView(self.recordings[row["recording_id"]], row["t_min"], row["t_max"], row["f_min"], row["f_max"])
 
     def listing(self) -> list[dict]:
-        """Every candidate in input order, with its latest decision (or None)."""
+        """Every candidate with its latest decision (or None): in input order, or as the learner ranks them."""
         with db.open_db(self.db_path) as connection:
             latest = db.latest_decisions(connection)
-        return [self._with_decision(candidate_id, latest.get(candidate_id)) for candidate_id in self.order]
+        order = self.order
+        if self.learner is not None:
+            order = self.learner.order(self.order, {i: d.decision for i, d in latest.items()})
+        return [self._with_decision(candidate_id, latest.get(candidate_id)) for candidate_id in order]
 
     def decide(self, candidate_id: int, decision: str, reviewer: str | None) -> dict:
         self.rows[candidate_id]  # KeyError before anything is written
         name = clean_reviewer(reviewer) or self.default_reviewer
+        mode = self.learner.mode if self.learner is not None else None
         with db.open_db(self.db_path) as connection:
-            recorded = db.record_decision(connection, candidate_id=candidate_id, decision=decision, reviewer=name)
-        return self._with_decision(candidate_id, recorded)
+            recorded = db.record_decision(connection, candidate_id=candidate_id, decision=decision, reviewer=name, mode=mode)
+            latest = {i: d.decision for i, d in db.latest_decisions(connection).items()} if mode else {}
+        reordered = self.learner.observe(latest) if self.learner is not None else False
+        return {**self._with_decision(candidate_id, recorded), "reordered": reordered}
+
+    def set_mode(self, mode: str) -> dict:
+        if self.learner is None:
+            raise InputError("this review has no active learning; start it with --index INDEX")
+        self.learner.set_mode(mode)
+        return self.learning()
+
+    def learning(self) -> dict:
+        """Per species: decisions so far, the head's held-out precision and recall, and the precision
+        of the random stream (decisions made in random mode: an unbiased sample of the candidates)."""
+        with db.open_db(self.db_path) as connection:
+            latest = {i: d.decision for i, d in db.latest_decisions(connection).items()}
+            random_stream = db.decisions_in_mode(connection, "random")
+        species = {}
+        for candidate_id, row in self.rows.items():
+            entry = species.setdefault(row["species_id"], {"species_id": row["species_id"], "species": row.get("species", ""),
+                                                           "candidates": 0, "tp": 0, "fp": 0, "skip": 0, "random_tp": 0,
+                                                           "random_fp": 0})
+            entry["candidates"] += 1
+            if candidate_id in latest:
+                entry[latest[candidate_id]] += 1
+            if random_stream.get(candidate_id) in ("tp", "fp"):
+                entry[f"random_{random_stream[candidate_id]}"] += 1
+        learner = self.learner
+        for species_id, entry in species.items():
+            held = learner.held_out.get(species_id, {}) if learner is not None else {}
+            entry["held_out_precision"], entry["held_out_recall"] = held.get("precision"), held.get("recall")
+            sampled = entry["random_tp"] + entry["random_fp"]
+            entry["random_precision"] = entry["random_tp"] / sampled if sampled else None
+        state = {"active": learner is not None, "species": [species[k] for k in sorted(species)]}
+        if learner is not None:
+            state.update(mode=learner.mode, every=learner.every, fits=learner.fits, until_fit=learner.every - learner.since_fit)
+        return state
 
     def history(self, candidate_id: int) -> list[dict]:
         self.rows[candidate_id]
@@ -59,7 +101,8 @@ class ReviewSession:
 
     def _with_decision(self, candidate_id: int, decision: db.Decision | None) -> dict:
         empty = {"decision": None, "reviewer": None, "decided_at": None}
-        return {**self.rows[candidate_id], **(decision.as_dict() if decision else empty)}
+        learnt = {"p_tp": self.learner.probability.get(candidate_id)} if self.learner is not None else {}
+        return {**self.rows[candidate_id], **(decision.as_dict() if decision else empty), **learnt}
 
 
 def clean_reviewer(name: str | None) -> str:
@@ -71,7 +114,8 @@ def clean_reviewer(name: str | None) -> str:
 
 
 def open_session(*, candidates: Sequence[Candidate], audio_dir: str | Path, db_path: str | Path,
-                 reviewer: str = "anonymous", cache_dir: str | Path | None = None) -> ReviewSession:
+                 reviewer: str = "anonymous", cache_dir: str | Path | None = None, index_dir: str | Path | None = None,
+                 learn_every: int = 10, mode: str = "likely", species: SpeciesTable | None = None) -> ReviewSession:
     """Resolve the candidates' recordings under ``audio_dir`` and store the candidates in the database.
 
     Candidates whose recording is missing (or starts after its end) are left out with a warning;
@@ -110,9 +154,34 @@ def open_session(*, candidates: Sequence[Candidate], audio_dir: str | Path, db_p
         public.setdefault(candidate_id, {"id": candidate_id, **{k: v for k, v in row.items() if k != "score"},
                                          "score": _json_number(row["score"])})
     order = list(dict.fromkeys(ids))  # the same box twice in the input is reviewed once
+    for rank, candidate_id in enumerate(order):
+        public[candidate_id]["input_rank"] = rank  # the page's "input order", whatever order the list comes in
     cache = Path(cache_dir) if cache_dir is not None else db_path.with_name(db_path.stem + "_cache")
-    return ReviewSession(db_path=db_path, cache_dir=cache, default_reviewer=default_reviewer, order=order,
-                         rows=public, recordings=recordings)
+    if species is not None:  # names wherever species appear
+        names = dict(zip(species.species_ids, species.names))
+        for row in public.values():
+            row["species"] = names.get(row["species_id"], "")
+    session = ReviewSession(db_path=db_path, cache_dir=cache, default_reviewer=default_reviewer, order=order,
+                            rows=public, recordings=recordings)
+    if index_dir is not None:
+        session.learner = _learner(session, index_dir=index_dir, every=learn_every, mode=mode)
+    return session
+
+
+def _learner(session: ReviewSession, *, index_dir, every: int, mode: str) -> ActiveLearner:
+    from ..search.index import box_vectors, open_index
+
+    index = open_index(index_dir)
+    ids = session.order
+    boxes = [(session.rows[i]["recording_id"], session.rows[i]["t_min"], session.rows[i]["t_max"]) for i in ids]
+    vectors = box_vectors(index, boxes, audio_paths={r: info.path for r, info in session.recordings.items()})
+    learner = ActiveLearner(vectors=dict(zip(ids, vectors)), species_of={i: session.rows[i]["species_id"] for i in ids},
+                            every=every, mode=mode)
+    with db.open_db(session.db_path) as connection:  # a reopened review continues from its decisions so far
+        latest = {i: d.decision for i, d in db.latest_decisions(connection).items()}
+    if latest:
+        learner.fit(latest)
+    return learner
 
 
 def _stored_row(candidate: Candidate, audio: AudioInfo) -> dict:

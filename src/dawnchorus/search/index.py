@@ -177,3 +177,37 @@ def open_index(index_dir: str | Path) -> AnnIndex:
         raise InputError(f"{index_dir}: {INDEX_FILE} and {ROWS_FILE} disagree ({0 if graph is None else len(graph)} vectors, "
                          f"{len(rows)} rows); run the same 'dawnchorus index' command again to rebuild them")
     return AnnIndex(index_dir=index_dir, graph=graph, rows=rows, meta=meta)
+
+
+def box_vectors(index: AnnIndex, boxes: list[tuple[str, float, float]], *, audio_paths: dict[str, Path],
+                threads: int = 1) -> list[np.ndarray]:
+    """The index's vector (centred, as searched) of each ``(recording_id, t_min_s, t_max_s)`` box:
+    the indexed window itself when the box is one, else the box embedded now with the index's
+    embedder (a window centred on it)."""
+    from ..data.audio import load_audio
+
+    keys = {(r, round(a, 3), round(b, 3)): k for k, (r, a, b) in
+            enumerate(zip(index.rows["recording_id"], index.rows["t_start_s"], index.rows["t_end_s"]))}
+    centre = np.asarray(index.meta["centre"], dtype=np.float32)
+    found = [keys.get((r, round(a, 3), round(b, 3))) for r, a, b in boxes]
+    vectors: list[np.ndarray | None] = [None] * len(boxes)
+    indexed = [i for i, key in enumerate(found) if key is not None]
+    if indexed:
+        stored = index.graph.get(np.array([found[i] for i in indexed], dtype=np.uint64), dtype=np.float32)
+        for i, vector in zip(indexed, stored if isinstance(stored, tuple) else list(stored)):
+            vectors[i] = np.asarray(vector, dtype=np.float32)
+    missing = [i for i, v in enumerate(vectors) if v is None]
+    if missing:
+        embedder = resolve_index_embedder(index.meta["embedder"], threads=threads)
+        window_s = float(embedder.window_s)
+        windows = []
+        for i in missing:
+            recording_id, t_min, t_max = boxes[i]
+            start = max(0.0, (t_min + t_max - window_s) / 2)
+            windows.append(load_audio(audio_paths[recording_id], sample_rate_hz=embedder.sample_rate_hz, t_start_s=start,
+                                      duration_s=window_s))
+        for first in range(0, len(windows), embedder.batch_size):
+            embedded = np.asarray(embedder.embed(np.stack(windows[first:first + embedder.batch_size])), dtype=np.float32)
+            for i, vector in zip(missing[first:first + embedder.batch_size], embedded):
+                vectors[i] = vector - centre
+    return vectors

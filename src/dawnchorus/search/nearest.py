@@ -33,6 +33,12 @@ def search_index(*, index: AnnIndex, queries: list[Query], embedder: Embedder, t
     if not queries:
         raise InputError("no queries to search for")
     vectors, owner = query_vectors(queries, embedder=embedder)
+    return search_vectors(index=index, queries=queries, vectors=vectors, owner=owner, top=top, threads=threads)
+
+
+def search_vectors(*, index: AnnIndex, queries: list[Query], vectors: np.ndarray, owner: np.ndarray, top: int = 100,
+                   threads: int = 1) -> pd.DataFrame:
+    """``search_index`` for query vectors already embedded (``owner``: the query of each vector)."""
     tables = []
     for key in dict.fromkeys((q.species_id, q.songtype_id) for q in queries):
         members = [i for i, q in enumerate(queries) if (q.species_id, q.songtype_id) == key]

@@ -53,7 +53,11 @@ const COMPARATORS = {
   "score-asc": (a, b) => byScore(a) - byScore(b) || a.position - b.position,
   recording: (a, b) => a.recording_id.localeCompare(b.recording_id) || a.t_min - b.t_min || a.species_id - b.species_id,
   species: (a, b) => a.species_id - b.species_id || byScore(b) - byScore(a),
+  learnt: (a, b) => a.queue - b.queue, // the server's order: the active-learning queue
 };
+
+const speciesName = (c) => (c.species ? `${c.species} (${c.species_id})` : String(c.species_id));
+const fmtShare = (value) => (value === null || value === undefined ? "–" : value.toFixed(2));
 
 // Rebuild the filtered, sorted view. Keeps the current candidate when it is still shown,
 // otherwise goes to the first undecided one (which is also where a reloaded page resumes).
@@ -104,10 +108,11 @@ function renderList() {
     if (i === state.current) row.className = "current";
     cell(row, c.id);
     cell(row, c.recording_id);
-    cell(row, c.species_id);
+    cell(row, speciesName(c));
     cell(row, fmtTime(c));
     cell(row, fmtBand(c));
     cell(row, fmtScore(c));
+    cell(row, c.p_tp === null || c.p_tp === undefined ? "–" : c.p_tp.toFixed(2));
     cell(row, c.template_id);
     cell(row, c.decision ? c.decision.toUpperCase() : "", c.decision ? `decision-${c.decision}` : "");
     row.addEventListener("click", () => select(i));
@@ -139,7 +144,7 @@ async function renderDetail() {
   }
   const decided = c.decision ? ` — ${c.decision.toUpperCase()} by ${c.reviewer}` : " — undecided";
   $("current-title").textContent =
-    `#${c.id} ${c.recording_id}, species ${c.species_id} (song type ${c.songtype_id}), ${fmtTime(c)} s, ${fmtBand(c)} Hz, score ${fmtScore(c)}${decided}`;
+    `#${c.id} ${c.recording_id}, ${speciesName(c)} (song type ${c.songtype_id}), ${fmtTime(c)} s, ${fmtBand(c)} Hz, score ${fmtScore(c)}${decided}`;
   const base = `/api/candidates/${c.id}`;
   if (image.dataset.id !== String(c.id)) {
     image.dataset.id = c.id;
@@ -176,8 +181,12 @@ async function decide(decision) {
     });
     Object.assign(c, { decision: saved.decision, reviewer: saved.reviewer, decided_at: saved.decided_at });
     showMessage(`#${c.id} marked ${decision.toUpperCase()}`);
-    if (state.current < state.view.length - 1) select(state.current + 1);
+    if (saved.reordered) {
+      await reload(); // the head was retrained: the undecided candidates are in a new order
+      showMessage(`#${c.id} marked ${decision.toUpperCase()}; the queue was re-ranked`);
+    } else if (state.current < state.view.length - 1) select(state.current + 1);
     else select(state.current);
+    if (state.learning) await renderLearning();
   } catch (error) {
     showMessage(`not saved: ${error.message}`, true);
   } finally {
@@ -222,13 +231,41 @@ function bindButton(id, action) {
 }
 
 function fillSpeciesFilter() {
-  const species = [...new Set(state.all.map((c) => c.species_id))].sort((a, b) => a - b);
-  for (const s of species) {
+  const seen = new Map();
+  for (const c of state.all) if (!seen.has(c.species_id)) seen.set(c.species_id, speciesName(c));
+  for (const [id, name] of [...seen.entries()].sort((a, b) => a[0] - b[0])) {
     const option = document.createElement("option");
-    option.value = String(s);
-    option.textContent = String(s);
+    option.value = String(id);
+    option.textContent = name;
     $("filter-species").appendChild(option);
   }
+}
+
+// The candidates in the server's order (the learning queue when the page learns); the place
+// in the queue is kept as "queue", and the next undecided candidate is selected.
+async function reload() {
+  const candidates = await api("/api/candidates");
+  state.all = candidates.map((c, queue) => ({ ...c, queue, position: c.input_rank }));
+  state.current = -1;
+  applyView();
+}
+
+async function renderLearning() {
+  const learning = await api("/api/learning");
+  const body = $("learning-rows");
+  body.replaceChildren();
+  for (const s of learning.species) {
+    const row = document.createElement("tr");
+    cell(row, s.species ? `${s.species} (${s.species_id})` : String(s.species_id));
+    for (const value of [s.tp, s.fp, s.skip]) cell(row, String(value));
+    cell(row, fmtShare(s.held_out_precision));
+    cell(row, fmtShare(s.held_out_recall));
+    cell(row, s.random_tp + s.random_fp ? `${fmtShare(s.random_precision)} (n=${s.random_tp + s.random_fp})` : "–");
+    body.appendChild(row);
+  }
+  $("learning-caption").textContent =
+    `active learning: head retrained ${learning.fits} time(s); next in ${learning.until_fit} decision(s)`;
+  $("learning").hidden = false;
 }
 
 async function start() {
@@ -247,14 +284,39 @@ async function start() {
     });
   }
   for (const id of ["filter-recording", "filter-min-score", "filter-max-score"]) $(id).addEventListener("input", applyView);
+  $("speed").addEventListener("change", (event) => {
+    event.target.blur();
+    $("clip").playbackRate = Number($("speed").value);
+  });
+  $("clip").addEventListener("loadedmetadata", () => { $("clip").playbackRate = Number($("speed").value); });
+  $("mode").addEventListener("change", async (event) => {
+    event.target.blur();
+    try {
+      await api("/api/learning", { method: "POST", headers: { "Content-Type": "application/json" },
+                                   body: JSON.stringify({ mode: $("mode").value }) });
+      await reload();
+      await renderLearning();
+      showMessage(`next: ${$("mode").selectedOptions[0].textContent}`);
+    } catch (error) {
+      showMessage(`could not change the queue: ${error.message}`, true);
+    }
+  });
   $("reviewer").addEventListener("change", () => localStorage.setItem("dawnchorus-reviewer", $("reviewer").value.trim()));
   $("spectrogram").addEventListener("error", () => {
     if ($("spectrogram").getAttribute("src")) showMessage("the spectrogram could not be drawn (is the audio file readable?)", true);
   });
   try {
-    const [session, candidates] = await Promise.all([api("/api/session"), api("/api/candidates")]);
+    const [session, candidates, learning] = await Promise.all([api("/api/session"), api("/api/candidates"),
+                                                               api("/api/learning")]);
     $("reviewer").value = localStorage.getItem("dawnchorus-reviewer") || session.reviewer;
-    state.all = candidates.map((c, position) => ({ ...c, position }));
+    state.all = candidates.map((c, queue) => ({ ...c, position: c.input_rank, queue }));
+    state.learning = learning.active;
+    if (learning.active) { // the learning queue is the order to follow
+      $("mode-box").hidden = false;
+      $("mode").value = learning.mode;
+      $("sort").value = "learnt";
+      await renderLearning();
+    }
     fillSpeciesFilter();
     applyView();
     document.body.dataset.ready = "true"; // for automated tests: the list is on screen
