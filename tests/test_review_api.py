@@ -270,3 +270,23 @@ def test_tokens_are_long_and_token_files_are_checked(corpus, tmp_path):
     with pytest.raises(InputError, match="--token-file"):
         read_token_file(tmp_path / "bad")
     assert page_url("0.0.0.0", 8765, token=TOKEN) == f"http://0.0.0.0:8765/?token={TOKEN}"
+
+
+def test_the_page_zooms_out_to_wider_context_at_fixed_levels(client):
+    near = client.get("/api/candidates/1/spectrogram.png")
+    wide = client.get("/api/candidates/1/spectrogram.png?context_s=3")
+    assert wide.status_code == 200 and wide.headers["content-type"] == "image/png" and wide.content != near.content
+    assert client.get("/api/candidates/1/spectrogram.png?context_s=3").content == wide.content  # cached per zoom level
+    refused = client.get("/api/candidates/1/spectrogram.png?context_s=2")
+    assert refused.status_code == 422 and "zoom levels" in refused.json()["detail"]
+
+
+def test_overlapping_windows_of_one_species_are_one_call():
+    from dawnchorus.review.candidates import Candidate, group_windows
+
+    windows = [Candidate("r1", 3, 1, 0.0, 3.0, score=0.6), Candidate("r1", 3, 1, 2.0, 5.0, score=0.9),
+               Candidate("r1", 3, 1, 4.0, 7.0, score=0.7), Candidate("r1", 3, 1, 9.0, 12.0, score=0.8),
+               Candidate("r1", 5, 1, 2.0, 5.0, score=0.5), Candidate("r2", 3, 1, 0.0, 3.0, score=0.4)]
+    calls = group_windows(windows)
+    assert [(c.recording_id, c.species_id, c.t_min_s, c.t_max_s, c.score) for c in calls] == [
+        ("r1", 3, 0.0, 7.0, 0.9), ("r1", 3, 9.0, 12.0, 0.8), ("r1", 5, 2.0, 5.0, 0.5), ("r2", 3, 0.0, 3.0, 0.4)]

@@ -7,7 +7,7 @@ is machine-made and one bug usually breaks many rows at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -71,13 +71,16 @@ def read_candidates_csv(path: str | Path) -> list[Candidate]:
     ]
 
 
-def read_detections(path: str | Path, *, min_score: float = 0.0) -> list[Candidate]:
+def read_detections(path: str | Path, *, min_score: float = 0.0, group: bool = False) -> list[Candidate]:
     """Read the Parquet of ``dawnchorus predict --detections``, or the window parts of an archive
-    job folder (``predict --out DIR``); rows below ``min_score`` are left out.
+    job folder (``predict --out DIR``); rows below ``min_score`` are left out. With ``group``,
+    consecutive overlapping windows of one species are one candidate (``group_windows``).
 
     Detections are whole windows without a frequency band, so they cover the full band.
     """
     path = Path(path)
+    if group:
+        return group_windows(read_detections(path, min_score=min_score))
     if path.is_dir() and (path / "parts").is_dir():
         return _from_frame(_job_detections(path, min_score=min_score), path, min_score)
     if not path.is_file():
@@ -87,6 +90,22 @@ def read_detections(path: str | Path, *, min_score: float = 0.0) -> list[Candida
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise InputError(f"{path}: cannot read as Parquet ({exc}); pass a file written by 'dawnchorus predict --detections'") from None
     return _from_frame(frame, path, min_score)
+
+
+def group_windows(candidates: list[Candidate]) -> list[Candidate]:
+    """Windows of one recording and species that overlap or touch, merged into one candidate per
+    call: it spans them and keeps the best score (a call in overlapping windows is reviewed once)."""
+    merged: list[Candidate] = []
+    for c in sorted(candidates, key=lambda c: (c.recording_id, c.species_id, c.songtype_id, c.t_min_s)):
+        last = merged[-1] if merged else None
+        if (last is not None and (last.recording_id, last.species_id, last.songtype_id) == (c.recording_id, c.species_id,
+                                                                                           c.songtype_id)
+                and c.t_min_s <= last.t_max_s):
+            best = max(s for s in (last.score, c.score) if s is not None) if (last.score, c.score) != (None, None) else None
+            merged[-1] = replace(last, t_max_s=max(last.t_max_s, c.t_max_s), score=best)
+        else:
+            merged.append(c)
+    return merged
 
 
 def _job_detections(job_dir: Path, *, min_score: float) -> pd.DataFrame:

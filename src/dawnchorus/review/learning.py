@@ -63,29 +63,17 @@ class ActiveLearner:
 
     def fit(self, latest: dict[int, str]) -> None:
         """Refit every species' head on the decisions in ``latest`` (candidate id -> tp / fp / skip)."""
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import StratifiedKFold, cross_val_predict
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
         self.since_fit, self.fits = 0, self.fits + 1
         for species_id in sorted(set(self.species_of.values())):
             members = [i for i, s in self.species_of.items() if s == species_id and i in self.vectors]
             labelled = [i for i in members if latest.get(i) in ("tp", "fp")]
-            y = np.array([latest[i] == "tp" for i in labelled], dtype=int)
-            if min(int(y.sum()), int(len(y) - y.sum())) < MIN_EACH:
+            fitted = fit_head(np.stack([self.vectors[i] for i in labelled]) if labelled else np.zeros((0, 1)),
+                              np.array([latest[i] == "tp" for i in labelled], dtype=int), seed=self.seed)
+            if fitted is None:
                 self.held_out.pop(species_id, None)
                 continue
-            x = _unit(np.stack([self.vectors[i] for i in labelled]))
-            # scaled per dimension: embeddings' raw scales differ by model, the penalty should not
-            head = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000))
-            folds = min(5, int(y.sum()), int(len(y) - y.sum()))
-            predicted = cross_val_predict(head, x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=self.seed))
-            true_positive = int(((predicted == 1) & (y == 1)).sum())
-            self.held_out[species_id] = {"precision": true_positive / max(1, int(predicted.sum())),
-                                         "recall": true_positive / max(1, int(y.sum())), "decisions": len(y)}
-            head.fit(x, y)
-            scored = head.predict_proba(_unit(np.stack([self.vectors[i] for i in members])))[:, 1]
+            head, self.held_out[species_id] = fitted
+            scored = head.predict_proba(unit(np.stack([self.vectors[i] for i in members])))[:, 1]
             self.probability.update({i: float(p) for i, p in zip(members, scored)})
 
     def order(self, base: list[int], latest: dict[int, str]) -> list[int]:
@@ -102,6 +90,29 @@ class ActiveLearner:
         return decided + undecided
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
+def fit_head(x: np.ndarray, y: np.ndarray, *, seed: int = 0):
+    """A head on embeddings ``x`` with labels ``y`` (1 TP, 0 FP) and its cross-validated precision
+    and recall, or None with fewer than ``MIN_EACH`` of either. Its ``predict_proba`` takes
+    ``unit`` vectors."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    positives, negatives = int(y.sum()), int(len(y) - y.sum())
+    if min(positives, negatives) < MIN_EACH:
+        return None
+    x = unit(x)
+    # scaled per dimension: embeddings' raw scales differ by model, the penalty should not
+    head = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000))
+    folds = min(5, positives, negatives)
+    predicted = cross_val_predict(head, x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+    true_positive = int(((predicted == 1) & (y == 1)).sum())
+    held_out = {"precision": true_positive / max(1, int(predicted.sum())), "recall": true_positive / max(1, positives),
+                "decisions": len(y)}
+    return head.fit(x, y), held_out
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to length 1: the cosine geometry the index searches in."""
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -20,8 +20,10 @@ import soundfile as sf
 from scipy import signal as scipy_signal
 
 from ..data.audio import AudioInfo, load_audio
+from ..errors import InputError
 
 CONTEXT_S = 1.0  # audio shown either side of the box, so the call can be told from the background
+CONTEXT_CHOICES_S = (1.0, 3.0, 10.0, 30.0)  # the page's zoom levels: a fixed few, so cached images stay few
 CLIP_CONTEXT_S = 0.25  # played either side of the box; a short lead-in makes the onset audible
 _RENDER_VERSION = "1"  # bump when the drawing changes, so cached images are redrawn
 _FADE_S = 0.01  # fade clip edges so playback does not start or stop with a click
@@ -49,24 +51,26 @@ def _span(view: BoxView, context_s: float) -> tuple[float, float]:
     return start, end - start
 
 
-def spectrogram_png(view: BoxView, *, cache_dir: str | Path | None = None) -> bytes:
-    """PNG of the box's surroundings, time on x and frequency on y, the box outlined."""
+def spectrogram_png(view: BoxView, *, cache_dir: str | Path | None = None, context_s: float = CONTEXT_S) -> bytes:
+    """PNG of the box's surroundings (``context_s`` either side), time on x and frequency on y, the box outlined."""
+    if context_s not in CONTEXT_CHOICES_S:
+        raise InputError(f"context {context_s} s is not one of the zoom levels {', '.join(f'{c:g}' for c in CONTEXT_CHOICES_S)}")
     cache_file = None
     if cache_dir is not None:
-        cache_file = Path(cache_dir) / f"spec_{_cache_key(view)}.png"
+        cache_file = Path(cache_dir) / f"spec_{_cache_key(view, context_s)}.png"
         if cache_file.is_file():
             return cache_file.read_bytes()
     with _RENDER_LOCK:
-        png = _render_spectrogram(view)
+        png = _render_spectrogram(view, context_s)
     if cache_file is not None:
         _write_atomically(cache_file, png)
     return png
 
 
-def _cache_key(view: BoxView) -> str:
+def _cache_key(view: BoxView, context_s: float) -> str:
     stat = view.audio.path.stat()
     parts = (_RENDER_VERSION, str(view.audio.path.resolve()), stat.st_size, stat.st_mtime_ns,
-             view.t_min_s, view.t_max_s, view.f_min_hz, view.f_max_hz)
+             view.t_min_s, view.t_max_s, view.f_min_hz, view.f_max_hz) + ((context_s,) if context_s != CONTEXT_S else ())
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:20]
 
 
@@ -79,13 +83,13 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-def _render_spectrogram(view: BoxView) -> bytes:
+def _render_spectrogram(view: BoxView, context_s: float = CONTEXT_S) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure  # not pyplot: pyplot's global state is not safe across server threads
     from matplotlib.patches import Rectangle
 
     rate = view.audio.sample_rate_hz
-    start, duration = _span(view, CONTEXT_S)
+    start, duration = _span(view, context_s)
     samples = load_audio(view.audio.path, sample_rate_hz=rate, t_start_s=start, duration_s=duration)
     n_fft = int(2 ** np.ceil(np.log2(max(64, rate * 0.02))))  # ~20 ms windows resolve both chirps and trills
     n_fft = min(n_fft, samples.size)

@@ -22,7 +22,7 @@ from ..errors import DawnchorusError, InputError, OutputError
 from ..data.species import SpeciesTable
 from .candidates import Candidate
 from .learning import MODES
-from .media import bandpassed_wav, spectrogram_png
+from .media import CONTEXT_S, bandpassed_wav, spectrogram_png
 from .session import MAX_REVIEWER_LENGTH, ReviewSession, open_session
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -93,9 +93,9 @@ def create_app(*, candidates: Sequence[Candidate], audio_dir: str | Path, db_pat
         return _known(session, candidate_id, session.history)
 
     @app.get("/api/candidates/{candidate_id}/spectrogram.png")
-    def spectrogram(candidate_id: int):
+    def spectrogram(candidate_id: int, context_s: float = CONTEXT_S):
         view = _known(session, candidate_id, session.box_view)
-        return Response(spectrogram_png(view, cache_dir=session.cache_dir), media_type="image/png",
+        return Response(spectrogram_png(view, cache_dir=session.cache_dir, context_s=context_s), media_type="image/png",
                         headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/api/candidates/{candidate_id}/audio.wav")

@@ -146,13 +146,15 @@ async function renderDetail() {
   $("current-title").textContent =
     `#${c.id} ${c.recording_id}, ${speciesName(c)} (song type ${c.songtype_id}), ${fmtTime(c)} s, ${fmtBand(c)} Hz, score ${fmtScore(c)}${decided}`;
   const base = `/api/candidates/${c.id}`;
-  if (image.dataset.id !== String(c.id)) {
+  const zoom = `context_s=${$("zoom").value}`;
+  if (image.dataset.id !== String(c.id) || image.dataset.zoom !== zoom) {
+    image.dataset.zoom = zoom;
+    if (image.dataset.id !== String(c.id)) clip.src = `${base}/audio.wav`;
     image.dataset.id = c.id;
-    image.src = `${base}/spectrogram.png`;
-    clip.src = `${base}/audio.wav`;
+    image.src = `${base}/spectrogram.png?${zoom}`;
   }
   const next = state.view[state.current + 1];
-  if (next) new Image().src = `/api/candidates/${next.id}/spectrogram.png`; // warm the cache for the next one
+  if (next) new Image().src = `/api/candidates/${next.id}/spectrogram.png?${zoom}`; // warm the cache for the next one
   if (c.decision) {
     try {
       const history = await api(`${base}/history`);
@@ -199,7 +201,18 @@ function play() {
   if (clip.src) clip.play().catch((error) => showMessage(`cannot play: ${error.message}`, true));
 }
 
+function zoom(step) {
+  const select = $("zoom");
+  const index = Math.min(Math.max(0, select.selectedIndex + step), select.options.length - 1);
+  if (index !== select.selectedIndex) {
+    select.selectedIndex = index;
+    renderDetail();
+  }
+}
+
 const KEY_ACTIONS = {
+  z: () => zoom(-1),
+  x: () => zoom(1),
   t: () => decide("tp"),
   f: () => decide("fp"),
   " ": () => decide("skip"),
@@ -284,6 +297,10 @@ async function start() {
     });
   }
   for (const id of ["filter-recording", "filter-min-score", "filter-max-score"]) $(id).addEventListener("input", applyView);
+  $("zoom").addEventListener("change", (event) => {
+    event.target.blur();
+    renderDetail();
+  });
   $("speed").addEventListener("change", (event) => {
     event.target.blur();
     $("clip").playbackRate = Number($("speed").value);
