@@ -18,6 +18,7 @@ from .embeddings import Embedder
 from .errors import InputError
 from .infer import load_run
 from .runs import file_digest
+from .stages import timed
 
 
 def cnn_embedder(run_dir: str | Path, *, threads: int = 1, device: str = "cpu") -> Embedder:
@@ -38,7 +39,10 @@ def cnn_embedder(run_dir: str | Path, *, threads: int = 1, device: str = "cpu") 
         torch.set_num_threads(max(1, int(threads)))
         try:
             batch = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(torch_device)
-            features = model.backbone.forward_features(model.frontend(batch)).float()  # (n, channels, freq, time)
+            with timed("spectrogram"):
+                image = model.frontend(batch)
+            with timed("network"):
+                features = model.backbone.forward_features(image).float()  # (n, channels, freq, time)
             over_time = features.mean(dim=2)
             return torch.cat([over_time.mean(dim=2), over_time.amax(dim=2)], dim=1).cpu().numpy()
         finally:

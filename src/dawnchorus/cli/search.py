@@ -49,7 +49,7 @@ def search(
     query: Path = typer.Option(..., "--query", help="Example calls: a label CSV (TP rows), a Raven selection table, or an audio clip."),
     out: Path = typer.Option(..., "--out", help="candidates.csv to write (the columns of 'match'; 'dawnchorus review --candidates' serves it)."),
     top: int = typer.Option(100, "--top", help="Candidates per species (one per call: overlapping windows are merged)."),
-    query_audio: Optional[Path] = typer.Option(None, "--query-audio", help="Where the query's recordings are (default: the archive the index was built on)."),
+    query_audio: Optional[Path] = typer.Option(None, "--query-audio", help="Where the query's recordings are (default: the archive the index was built on), or the one recording a Raven table describes."),
     species_id: Optional[int] = typer.Option(None, "--species", help="The species of an audio clip query; for boxes, keep only this species."),
     songtype_id: int = typer.Option(1, "--songtype", help="The song type of an audio clip query."),
     species_list: Optional[Path] = typer.Option(None, "--species-list", help="CSV species_id,scientific_name: names in a Raven table's Species column."),

@@ -143,6 +143,7 @@ class AnnIndex:
     graph: object
     rows: pd.DataFrame
     meta: dict
+    audio_root: Path | None = None  # the archive the index was built on (its rows' paths are relative to it)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -183,7 +184,11 @@ def open_index(index_dir: str | Path) -> AnnIndex:
     if graph is None or len(graph) != len(rows) or graph.ndim != meta.get("dim") or len(meta.get("centre", ())) != graph.ndim:
         raise InputError(f"{index_dir}: {INDEX_FILE} and {ROWS_FILE} disagree ({0 if graph is None else len(graph)} vectors, "
                          f"{len(rows)} rows); run the same 'dawnchorus index' command again to rebuild them")
-    return AnnIndex(index_dir=index_dir, graph=graph, rows=rows, meta=meta)
+    from ..batch.journal import read_job
+
+    job = read_job(index_dir) or {}
+    return AnnIndex(index_dir=index_dir, graph=graph, rows=rows, meta=meta,
+                    audio_root=Path(job["audio_root"]) if job.get("audio_root") else None)
 
 
 def box_vectors(index: AnnIndex, boxes: list[tuple[str, float, float]], *, audio_paths: dict[str, Path],

@@ -70,7 +70,7 @@ def _merge(index: AnnIndex, queries: list[Query], keys: np.ndarray, similarity: 
     hits = pd.DataFrame({"key": keys[valid], "score": similarity[valid], "query": np.broadcast_to(owner[:, None], keys.shape)[valid]})
     hits = hits.sort_values("score", ascending=False).drop_duplicates("key")  # a window's best similarity to any query vector
     hits = hits.join(index.rows, on="key")
-    hits = hits[~_inside_a_query(hits, queries)]
+    hits = hits[~_inside_a_query(hits, queries, index)]
     # non-maximum suppression: the best window of a call is its candidate; hits overlapping a
     # candidate are the same call, seen from a neighbouring window
     chosen: dict[tuple, list[dict]] = {}
@@ -86,12 +86,30 @@ def _merge(index: AnnIndex, queries: list[Query], keys: np.ndarray, similarity: 
     return merged.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def _inside_a_query(hits: pd.DataFrame, queries: list[Query]) -> np.ndarray:
-    """Windows overlapping an example call of the archive itself: already known, not candidates."""
+def _inside_a_query(hits: pd.DataFrame, queries: list[Query], index: AnnIndex) -> np.ndarray:
+    """Windows overlapping an example call of the archive itself (the same recording id, or the
+    same file): already known, not candidates."""
     inside = np.zeros(len(hits), dtype=bool)
     for query in queries:
-        if query.recording_id is None:
+        same = hits["recording_id"] == query.recording_id if query.recording_id is not None else None
+        if index.audio_root is not None:
+            relative = _relative_to(query.path, index.audio_root)
+            if relative is not None:
+                same = (hits["path"] == relative) if same is None else same | (hits["path"] == relative)
+        if same is None:
             continue
-        inside |= ((hits["recording_id"] == query.recording_id) & (hits["t_start_s"] < query.t_max_s)
-                   & (hits["t_end_s"] > query.t_min_s)).to_numpy()
+        inside |= (same & (hits["t_start_s"] < query.t_max_s) & (hits["t_end_s"] > query.t_min_s)).to_numpy()
     return inside
+
+
+def _relative_to(path, root) -> str | None:
+    """``path`` as the archive's manifest writes it (relative, POSIX, links not followed), if it lies in ``root``."""
+    from pathlib import Path
+
+    for candidate in (Path(path).absolute(), Path(path).resolve()):
+        for base in (Path(root).absolute(), Path(root).resolve()):
+            try:
+                return candidate.relative_to(base).as_posix()
+            except ValueError:
+                continue
+    return None

@@ -43,7 +43,8 @@ def read_queries(query: str | Path, *, audio_root: str | Path | None, species_id
     """Queries from a label CSV (TP boxes), a Raven selection table or an audio clip.
 
     Boxes name their recordings, found under ``audio_root`` (the archive, or wherever the example
-    lives); ``species_id`` keeps only that species' boxes, and is required for a clip.
+    lives), or ``audio_root`` is the one recording a Raven table describes; ``species_id`` keeps
+    only that species' boxes, and is required for a clip.
     """
     query = Path(query)
     if not query.is_file():
@@ -70,6 +71,10 @@ def read_queries(query: str | Path, *, audio_root: str | Path | None, species_id
         raise InputError(f"--query {query}: no boxes" + (f" of species {species_id}" if species_id is not None else ""))
     if audio_root is None:
         raise InputError(f"--query {query} names recordings: give --query-audio DIR where they are")
+    if Path(audio_root).is_file():  # the recording of a selection table, whatever its name
+        files = {b.recording_id: Path(audio_root) for b in boxes}
+        return [Query(b.species_id, b.songtype_id, files[b.recording_id], b.t_min_s, b.t_max_s, b.f_min_hz, b.f_max_hz,
+                      None, f"{Path(audio_root).stem}@{b.t_min_s:.2f}s") for b in boxes]
     files = find_recordings_by_id(audio_root)
     missing = sorted({b.recording_id for b in boxes} - set(files))
     if missing:
