@@ -1,8 +1,8 @@
 """From one (or five) example boxes to a detector: embedding search, then rounds of 20 reviewed
 decisions with the review page's head, against template matching and full training.
 
-    python benchmarks/active_learning.py                          # world "reference", embedder trained on "lookalikes"
-    python benchmarks/active_learning.py --world shifted-calls
+    python benchmarks/active_learning.py                   # world "reference", embedder trained on "dense-quiet"
+    python benchmarks/active_learning.py --world NAME      # any world of benchmarks/worlds.py with a trained run
 
 The archive is the world's 80 test recordings (1.3 h), indexed with the pooled features of a
 ``cpu-small`` run trained on *another* world (so the embedder never saw these labels). For the
@@ -61,11 +61,11 @@ def stand_in(events: pd.DataFrame, species_id: int, row) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--world", default="reference")
-    parser.add_argument("--embedder-world", default="lookalikes")
+    parser.add_argument("--embedder-world", default="dense-quiet")
     args = parser.parse_args()
     world = BENCH_DATA / "worlds" / args.world
     corpus, embedder_run = world / "corpus", BENCH_DATA / "worlds" / args.embedder_world / "runs" / "cpu-small"
-    out = BENCH_DATA / "active_learning" / args.world
+    out = BENCH_DATA / "active_learning" / f"{args.world}_embedder-{args.embedder_world}"
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     index_archive(audio_root=corpus / "test", out_dir=out / "index", embedder=embedder_run, hop_s=1.5, threads=2)

@@ -6,6 +6,7 @@ Playwright's own browser download is never used (it needs the internet).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -45,14 +46,11 @@ CHROMIUM = find_chromium()
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium not found (apt-get install chromium, or set DAWNCHORUS_CHROMIUM)")
 
 
-@pytest.fixture
-def served(tmp_path):
-    """The review app for the test corpus, served by uvicorn on a free localhost port in a thread."""
+@contextlib.contextmanager
+def serving(app):
+    """``app`` served by uvicorn on a free localhost port in a thread; yields the page's URL."""
     import uvicorn
 
-    corpus = make_corpus(tmp_path)
-    app = create_app(candidates=read_candidates_csv(corpus / "candidates.csv"), audio_dir=corpus / "data" / "train",
-                     db_path=corpus / "review.sqlite", reviewer="ana", allowed_hosts=LOOPBACK_HOSTS)
     listener = bind_socket("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
@@ -61,9 +59,21 @@ def served(tmp_path):
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
     assert server.started, "uvicorn did not start"
-    yield corpus, page_url("127.0.0.1", listener.getsockname()[1])
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield page_url("127.0.0.1", listener.getsockname()[1])
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def served(tmp_path):
+    """The review app for the test corpus, served on localhost."""
+    corpus = make_corpus(tmp_path)
+    app = create_app(candidates=read_candidates_csv(corpus / "candidates.csv"), audio_dir=corpus / "data" / "train",
+                     db_path=corpus / "review.sqlite", reviewer="ana", allowed_hosts=LOOPBACK_HOSTS)
+    with serving(app) as url:
+        yield corpus, url
 
 
 @pytest.fixture
@@ -160,22 +170,13 @@ def test_mark_by_click_and_keyboard_reload_and_export(served, page):
 
 def test_one_active_learning_round_reranks_the_page(searched, page):
     """Four decisions (two TP, two FP, by keyboard) retrain the head; the page re-ranks and shows it."""
-    import uvicorn
-
     archive, root = searched
     app = create_app(candidates=read_candidates_csv(root / "candidates.csv"), audio_dir=archive, db_path=root / "browser.sqlite",
                      reviewer="ana", allowed_hosts=LOOPBACK_HOSTS, index_dir=root / "index", learn_every=4)
-    listener = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
-        open_page(page, page_url("127.0.0.1", listener.getsockname()[1]))
+    with serving(app) as url:
+        open_page(page, url)
         assert page.is_visible("#mode-box") and page.is_visible("#learning")
         assert "retrained 0 time(s); next in 4" in page.text_content("#learning-caption")
         rows = page.eval_on_selector_all("#rows tr", "rows => rows.map(r => [r.dataset.id, r.children[1].textContent])")
@@ -192,6 +193,3 @@ def test_one_active_learning_round_reranks_the_page(searched, page):
         page.select_option("#mode", "uncertain")
         page.wait_for_function("() => document.getElementById('message').textContent.includes('most uncertain')")
         assert errors == []
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
