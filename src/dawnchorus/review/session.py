@@ -8,15 +8,16 @@ becomes a file path.
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from ..data.audio import AudioInfo, find_recordings_by_id, probe_audio
+from ..data.species import SpeciesTable
 from ..errors import DawnchorusError, InputError
 from . import db
-from ..data.species import SpeciesTable
 from .candidates import Candidate
 from .learning import ActiveLearner
 from .media import BoxView
@@ -33,6 +34,8 @@ class ReviewSession:
     rows: dict[int, dict]  # candidate id -> public fields (box, score, template, source)
     recordings: dict[str, AudioInfo] = field(repr=False)
     learner: ActiveLearner | None = None  # active learning (``review.learning``); None: the input order
+    # the server answers on several threads; the learner's state changes with every decision
+    learning_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def candidate(self, candidate_id: int) -> dict:
         """The candidate's fields; KeyError for an id not in this session."""
@@ -46,10 +49,11 @@ class ReviewSession:
         """Every candidate with its latest decision (or None): in input order, or as the learner ranks them."""
         with db.open_db(self.db_path) as connection:
             latest = db.latest_decisions(connection)
-        order = self.order
-        if self.learner is not None:
-            order = self.learner.order(self.order, {i: d.decision for i, d in latest.items()})
-        return [self._with_decision(candidate_id, latest.get(candidate_id)) for candidate_id in order]
+        with self.learning_lock:
+            order = self.order
+            if self.learner is not None:
+                order = self.learner.order(self.order, {i: d.decision for i, d in latest.items()})
+            return [self._with_decision(candidate_id, latest.get(candidate_id)) for candidate_id in order]
 
     def decide(self, candidate_id: int, decision: str, reviewer: str | None) -> dict:
         self.rows[candidate_id]  # KeyError before anything is written
@@ -58,13 +62,15 @@ class ReviewSession:
         with db.open_db(self.db_path) as connection:
             recorded = db.record_decision(connection, candidate_id=candidate_id, decision=decision, reviewer=name, mode=mode)
             latest = {i: d.decision for i, d in db.latest_decisions(connection).items()} if mode else {}
-        reordered = self.learner.observe(latest) if self.learner is not None else False
-        return {**self._with_decision(candidate_id, recorded), "reordered": reordered}
+        with self.learning_lock:
+            reordered = self.learner.observe(latest) if self.learner is not None else False
+            return {**self._with_decision(candidate_id, recorded), "reordered": reordered}
 
     def set_mode(self, mode: str) -> dict:
         if self.learner is None:
             raise InputError("this review has no active learning; start it with --index INDEX")
-        self.learner.set_mode(mode)
+        with self.learning_lock:
+            self.learner.set_mode(mode)
         return self.learning()
 
     def learning(self) -> dict:
