@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .summarize import SCORE_COLUMNS, SUMMARY_COLUMNS, period_labels
+from .summarize import check_summary_request, period_labels
 from .thresholds import SpeciesCalibration
 
 OCCUPANCY_COLUMNS = ["site", "period", "species_id", "species", "recordings", "detected", "threshold", "calibrated",
@@ -46,13 +46,9 @@ def _p_correct(intercept, slope, scores: np.ndarray) -> np.ndarray:
 def occupancy_table(*, summary: pd.DataFrame, calibration: dict[int, SpeciesCalibration | str], precision: float,
                     fallback_threshold: float = 0.5, by: str = "day", score: str = "max_score", seed: int = 0) -> pd.DataFrame:
     """``OCCUPANCY_COLUMNS`` for every site x period x species of ``summary`` (``read_recording_summary``)."""
-    if score not in SCORE_COLUMNS:
-        raise InputError(f"score must be one of {', '.join(SCORE_COLUMNS)}; got {score!r}")
+    check_summary_request(summary, score=score, by=by)
     if not 0 < precision < 1:
         raise InputError(f"--precision must be between 0 and 1 (e.g. 0.9), not {precision}")
-    missing = [c for c in SUMMARY_COLUMNS if c not in summary.columns]
-    if missing:
-        raise InputError(f"the summary lacks column(s) {', '.join(missing)}; read it with read_recording_summary")
     if summary.empty:
         return pd.DataFrame(columns=OCCUPANCY_COLUMNS)
     rows = pd.DataFrame({"site": summary["site"].fillna("").astype(str), "period": period_labels(summary["start_time"], by=by),

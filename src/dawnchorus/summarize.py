@@ -18,7 +18,8 @@ import pandas as pd
 from .data.tables import read_text_table
 from .errors import InputError, ValidationError
 
-__all__ = ["SUMMARY_COLUMNS", "PRESENCE_COLUMNS", "read_recording_summary", "presence_table", "plot_presence"]
+__all__ = ["SUMMARY_COLUMNS", "PRESENCE_COLUMNS", "check_summary_request", "period_labels", "read_recording_summary",
+           "presence_table", "plot_presence"]
 
 SUMMARY_COLUMNS = ["path", "recording_id", "site", "start_time", "duration_s", "species_id", "species",
                    "max_score", "topk_mean"]
@@ -97,6 +98,17 @@ def period_labels(start_time: pd.Series, *, by: str) -> pd.Series:
     return start_time.dt.strftime(PERIOD_FORMATS[by]).where(start_time.notna(), UNDATED).astype(str)
 
 
+def check_summary_request(summary: pd.DataFrame, *, score: str, by: str) -> None:
+    """The score column and period asked for exist, and ``summary`` has the columns of a recording summary."""
+    if score not in SCORE_COLUMNS:
+        raise InputError(f"score must be one of {', '.join(SCORE_COLUMNS)}; got {score!r}")
+    if by not in PERIOD_FORMATS:
+        raise InputError(f"by must be one of {', '.join(PERIOD_FORMATS)}; got {by!r}")
+    missing = [c for c in SUMMARY_COLUMNS if c not in summary.columns]
+    if missing:
+        raise InputError(f"the summary lacks column(s) {', '.join(missing)}; read it with read_recording_summary")
+
+
 def presence_table(*, summary: pd.DataFrame, threshold: float, by: str = "day", score: str = "max_score") -> pd.DataFrame:
     """Detection / non-detection of every species per site and period (columns ``PRESENCE_COLUMNS``).
 
@@ -111,19 +123,13 @@ def presence_table(*, summary: pd.DataFrame, threshold: float, by: str = "day", 
     any was; ``max_score`` is the species' highest ``max_score`` there (NaN if never scored).
     Rows are sorted by site, period and species_id.
     """
-    if score not in SCORE_COLUMNS:
-        raise InputError(f"score must be one of {', '.join(SCORE_COLUMNS)}; got {score!r}")
-    if by not in PERIOD_FORMATS:
-        raise InputError(f"by must be one of {', '.join(PERIOD_FORMATS)}; got {by!r}")
+    check_summary_request(summary, score=score, by=by)
     try:
         threshold = float(threshold)
     except (TypeError, ValueError):
         raise InputError(f"threshold must be a number between 0 and 1; got {threshold!r}") from None
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"threshold must be between 0 and 1; got {threshold}")
-    missing = [c for c in SUMMARY_COLUMNS if c not in summary.columns]
-    if missing:
-        raise InputError(f"the summary lacks column(s) {', '.join(missing)}; read it with read_recording_summary")
     if summary.empty:
         return pd.DataFrame(columns=PRESENCE_COLUMNS)
 
