@@ -198,10 +198,13 @@ def box_vectors(index: AnnIndex, boxes: list[tuple[str, float, float]], *, audio
     embedder (a window centred on it)."""
     from ..data.audio import load_audio
 
-    keys = {(r, round(a, 3), round(b, 3)): k for k, (r, a, b) in
-            enumerate(zip(index.rows["recording_id"], index.rows["t_start_s"], index.rows["t_end_s"]))}
+    columns = ["recording_id", "t_start_s", "t_end_s"]
+    # a join, not a dict over every indexed window: an archive's index has millions of rows
+    wanted = pd.DataFrame(boxes, columns=columns).round({"t_start_s": 3, "t_end_s": 3})
+    indexed_rows = index.rows[columns].round({"t_start_s": 3, "t_end_s": 3}).assign(key=np.arange(len(index.rows)))
+    joined = wanted.merge(indexed_rows.drop_duplicates(columns), how="left", on=columns)["key"]
     centre = np.asarray(index.meta["centre"], dtype=np.float32)
-    found = [keys.get((r, round(a, 3), round(b, 3))) for r, a, b in boxes]
+    found = [None if pd.isna(key) else int(key) for key in joined]
     vectors: list[np.ndarray | None] = [None] * len(boxes)
     indexed = [i for i, key in enumerate(found) if key is not None]
     if indexed:
