@@ -7,7 +7,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from dawnchorus.cli import app
-from dawnchorus.occupancy import occupancy_table, wilson
+from dawnchorus.occupancy import occupancy_table
 from dawnchorus.summarize import SUMMARY_COLUMNS, read_recording_summary
 from dawnchorus.thresholds import fit_calibration, write_thresholds
 
@@ -42,17 +42,20 @@ def test_calibrated_prevalence_removes_false_detections_and_keeps_the_truth_in_i
     assert row.prevalence_low - 0.02 <= truly <= row.prevalence_high + 0.02
 
 
+def test_missed_calls_are_added_back_when_the_review_covered_low_scores():
+    summary, reviewed, truth = world(600, occupied=0.3, seed=7)
+    row = occupancy_table(summary=summary, calibration=fit_calibration(reviewed), precision=0.95).iloc[0]  # reviewed down to 0.2
+    assert row.prevalence_high < truth.mean()  # at a strict threshold, detections alone miss occupied recordings
+    assert row.with_missed_low - 0.02 <= truth.mean() <= row.with_missed_high + 0.02
+    assert row.below_reviewed == int((summary.max_score < reviewed.score.min()).sum()) > 0
+
+
 def test_species_without_calibration_keep_the_fixed_threshold_and_say_so():
     summary, _, _ = world(50, occupied=0.5, seed=5)
     table = occupancy_table(summary=summary, calibration={}, precision=0.9, fallback_threshold=0.6)
     row = table.iloc[0]
-    assert not row.calibrated and row.threshold == 0.6 and np.isnan(row.prevalence)
+    assert not row.calibrated and row.threshold == 0.6 and np.isnan(row.prevalence) and np.isnan(row.prevalence_with_missed)
     assert row.naive_prevalence == float((summary.max_score >= 0.6).mean())
-
-
-def test_wilson_interval_is_inside_zero_one_and_covers_the_share():
-    low, high = wilson(np.array([0, 5, 10]), np.array([10, 10, 10]))
-    assert low[0] == 0 and high[2] == 1 and low[1] < 0.5 < high[1]
 
 
 def test_cli_writes_the_occupancy_table_and_its_plot(tmp_path):

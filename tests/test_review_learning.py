@@ -116,3 +116,41 @@ def test_modes_order_the_undecided_and_bad_settings_are_refused():
         learner.set_mode("loudest")
     with pytest.raises(InputError, match="--learn-every"):
         ActiveLearner(vectors=vectors, species_of={}, every=0)
+
+
+def _likely_then_random(seed: int, *, n: int = 400, likely: int = 100, random: int = 60):
+    """A queue where the head ranks well: ``likely`` decisions take the best candidates, then the
+    random mode serves ``random``. Returns the learner's estimate, the naive share of TPs among the
+    random-mode decisions, and the true precision of the whole list."""
+    rng = np.random.default_rng(seed)
+    p_true = rng.beta(1, 2, n)
+    labels = rng.random(n) < p_true
+    learner = ActiveLearner(vectors={i: np.zeros(2) for i in range(n)}, species_of=dict.fromkeys(range(n), 7), seed=seed)
+    learner.probability = {i: float(p) for i, p in enumerate(p_true)}
+    latest, served = {}, set()
+    for mode, count in (("likely", likely), ("random", random)):
+        learner.set_mode(mode)
+        for _ in range(count):
+            candidate = next(i for i in learner.order(list(range(n)), latest) if i not in latest)
+            latest[candidate] = "tp" if labels[candidate] else "fp"
+            served |= {candidate} if mode == "random" else set()
+    estimate = learner.random_sample(latest, served)[7]
+    naive = np.mean([latest[i] == "tp" for i in served])
+    return estimate, naive, labels.mean()
+
+
+def test_the_random_sample_estimates_the_lists_precision_without_bias_after_a_likely_stretch():
+    runs = [_likely_then_random(seed) for seed in range(40)]
+    errors = np.array([estimate["random_precision"] - truth for estimate, _, truth in runs])
+    naive_errors = np.array([naive - truth for _, naive, truth in runs])
+    assert abs(errors.mean()) < 0.03  # the shuffle's prefix: unbiased
+    assert naive_errors.mean() < -0.08  # random-mode decisions alone: the likely stretch took the best
+    covered = [e["random_low"] <= truth <= e["random_high"] for e, _, truth in runs]
+    assert np.mean(covered) >= 0.75
+    assert all(e["random_tp"] + e["random_fp"] >= 60 for e, _, _ in runs)  # likely decisions inside the prefix count too
+
+
+def test_without_random_decisions_there_is_no_sample():
+    learner = ActiveLearner(vectors={i: np.zeros(2) for i in range(4)}, species_of=dict.fromkeys(range(4), 1))
+    estimate = learner.random_sample({0: "tp", 1: "fp"}, served=set())[1]
+    assert estimate["random_tp"] + estimate["random_fp"] == 0 and estimate["random_precision"] is None

@@ -1,14 +1,24 @@
 """Occupancy at a chosen precision: per site x period, where each species was detected with its
-calibrated threshold, and the share of recordings it truly occupies, with an interval.
+calibrated threshold, and the share of recordings it truly occupies, with intervals.
 
 A recording counts as a detection when the species' score reaches the species' threshold for
 the chosen precision (``thresholds``; species without a calibration keep a fixed threshold and
-are flagged). The naive prevalence is the share of recordings with a detection (Wilson
-interval). The calibrated prevalence removes the expected false detections: each detected
-recording counts with the probability, from the calibration, that its best detection is
-correct. It does not add calls the detector missed, which reviewed detections cannot tell;
-read it as the share of recordings with a detectable, correctly detected call. Its interval
-(90 %) comes from resampling the recordings of the cell and the calibration's own resamples.
+are flagged). Three shares of the cell's recordings follow:
+
+- ``naive_prevalence``: the share with a detection (Wilson interval);
+- ``prevalence``: false detections removed: each detected recording counts with the
+  probability, from the calibration, that its best detection is correct;
+- ``prevalence_with_missed``: missed calls added back: every recording counts with that
+  probability, the undetected ones too (their best window is unlikely but not impossible to
+  be a call). It is only as good as the calibration below the threshold: review detections
+  down to low scores (``review --detections --min-score``, random or input order) for it to
+  mean something. ``below_reviewed`` counts the recordings scoring under the lowest reviewed
+  score, where the model extrapolates. Both shares count a recording by its best window, so
+  they estimate the share of recordings whose best window holds a call: a lower bound on
+  presence, close to it when a species' calls make its recording's best windows.
+
+The intervals (90 %) of the last two come from resampling the cell's recordings together with
+the calibration's own resamples.
 """
 
 from __future__ import annotations
@@ -17,30 +27,16 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .intervals import LEVEL, wilson
 from .summarize import check_summary_request, period_labels
 from .thresholds import SpeciesCalibration
 
 OCCUPANCY_COLUMNS = ["site", "period", "species_id", "species", "recordings", "detected", "threshold", "calibrated",
                      "present", "naive_prevalence", "naive_low", "naive_high", "prevalence", "prevalence_low",
-                     "prevalence_high"]
-LEVEL = 0.9
+                     "prevalence_high", "prevalence_with_missed", "with_missed_low", "with_missed_high", "below_reviewed"]
+_UNCALIBRATED = dict.fromkeys(["prevalence", "prevalence_low", "prevalence_high", "prevalence_with_missed", "with_missed_low",
+                               "with_missed_high", "below_reviewed"], np.nan)
 RESAMPLES = 200
-
-
-def wilson(successes: np.ndarray, trials: np.ndarray, *, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.stats import norm
-
-    z = norm.ppf(0.5 + level / 2)
-    n = np.maximum(trials, 1)
-    share = successes / n
-    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
-
-
-def _p_correct(intercept, slope, scores: np.ndarray) -> np.ndarray:
-    clipped = np.clip(scores, 1e-6, 1 - 1e-6)
-    return 1 / (1 + np.exp(-(intercept + slope * np.log(clipped / (1 - clipped)))))
 
 
 def occupancy_table(*, summary: pd.DataFrame, calibration: dict[int, SpeciesCalibration | str], precision: float,
@@ -73,18 +69,23 @@ def occupancy_table(*, summary: pd.DataFrame, calibration: dict[int, SpeciesCali
         if calibrated:
             row.update(_calibrated_prevalence(fitted, scores, detected, rng))
         else:
-            row.update(prevalence=np.nan, prevalence_low=np.nan, prevalence_high=np.nan)
+            row.update(_UNCALIBRATED)
         out.append(row)
     return pd.DataFrame(out, columns=OCCUPANCY_COLUMNS)
 
 
 def _calibrated_prevalence(fitted: SpeciesCalibration, scores: np.ndarray, detected: np.ndarray, rng) -> dict:
-    weights = np.where(detected, _p_correct(fitted.intercept, fitted.slope, scores), 0.0)
-    draws = []
+    def shares(pick: np.ndarray, coefficients=None) -> tuple[float, float]:
+        p = fitted.p_correct(scores[pick], coefficients)
+        return float(np.mean(np.where(detected[pick], p, 0.0))), float(np.mean(p))
+
+    everything = np.arange(len(scores))
+    removed, with_missed = shares(everything)
     coefficients = fitted.resamples or ((fitted.intercept, fitted.slope),)
-    for _ in range(RESAMPLES):
-        pick = rng.integers(0, len(scores), len(scores))
-        intercept, slope = coefficients[int(rng.integers(0, len(coefficients)))]
-        draws.append(float(np.mean(np.where(detected[pick], _p_correct(intercept, slope, scores[pick]), 0.0))))
-    return {"prevalence": float(weights.mean()), "prevalence_low": float(np.quantile(draws, (1 - LEVEL) / 2)),
-            "prevalence_high": float(np.quantile(draws, (1 + LEVEL) / 2))}
+    draws = np.array([shares(rng.integers(0, len(scores), len(scores)), coefficients[int(rng.integers(0, len(coefficients)))])
+                      for _ in range(RESAMPLES)])
+    low, high = np.quantile(draws, [(1 - LEVEL) / 2, (1 + LEVEL) / 2], axis=0)
+    below = int((scores < fitted.score_min).sum()) if fitted.score_min is not None else np.nan
+    return {"prevalence": removed, "prevalence_low": float(low[0]), "prevalence_high": float(high[0]),
+            "prevalence_with_missed": with_missed, "with_missed_low": float(low[1]), "with_missed_high": float(high[1]),
+            "below_reviewed": below}

@@ -6,7 +6,9 @@ Kahl 2024). The threshold for precision ``p`` is the score where the model says 
 correct with probability ``p``; every detection above it is at least that likely to be right.
 Regressing the outcome on the score is not biased by which scores were reviewed, so a queue
 sorted by score (most likely first) calibrates as well as a random sample, as long as it
-covers the scores where the threshold falls. The uncertainty is the spread of the threshold
+covers the scores where the threshold falls, and as long as nothing but the score chose the
+reviewed detections (``review.calibrate`` leaves out those the active-learning head chose).
+The range of reviewed scores is kept: beyond it the model extrapolates, and occupancy says so. The uncertainty is the spread of the threshold
 over bootstrap resamples of the reviewed detections.
 
 ``RUN/thresholds.json`` holds each species' coefficients and their resamples; any precision's
@@ -40,6 +42,13 @@ class SpeciesCalibration:
     intercept: float
     slope: float  # per unit of logit(score)
     resamples: tuple[tuple[float, float], ...]  # (intercept, slope) of each bootstrap fit
+    score_min: float | None = None  # the lowest and highest reviewed score (None: a file from before they were kept)
+    score_max: float | None = None
+
+    def p_correct(self, scores: np.ndarray, coefficients: tuple[float, float] | None = None) -> np.ndarray:
+        """P(correct | score) of each score, with these or the fitted coefficients."""
+        intercept, slope = coefficients or (self.intercept, self.slope)
+        return 1 / (1 + np.exp(-(intercept + slope * _logit(scores))))
 
     def threshold(self, precision: float) -> float | None:
         """The score where P(correct) reaches ``precision``; None when the score does not tell right from wrong."""
@@ -93,7 +102,9 @@ def fit_calibration(decisions: pd.DataFrame, *, seed: int = 0) -> dict[int, Spec
             pick = rng.integers(0, len(y), len(y))
             if 0 < y[pick].sum() < len(pick):
                 resamples.append(_fit(x[pick], y[pick]))
-        result[int(species_id)] = SpeciesCalibration(int(species_id), n_tp, n_fp, intercept, slope, tuple(resamples))
+        scores = group["score"].to_numpy(dtype=float)
+        result[int(species_id)] = SpeciesCalibration(int(species_id), n_tp, n_fp, intercept, slope, tuple(resamples),
+                                                     float(scores.min()), float(scores.max()))
     return result
 
 
@@ -105,7 +116,8 @@ def write_thresholds(run_dir: str | Path, calibration: dict[int, SpeciesCalibrat
             species[str(species_id)] = {"none": fitted}
         else:
             species[str(species_id)] = {"n_tp": fitted.n_tp, "n_fp": fitted.n_fp, "intercept": fitted.intercept,
-                                        "slope": fitted.slope, "resamples": [list(r) for r in fitted.resamples]}
+                                        "slope": fitted.slope, "score_min": fitted.score_min, "score_max": fitted.score_max,
+                                        "resamples": [list(r) for r in fitted.resamples]}
     atomic_write_text(path, json.dumps({"model": "P(correct) = sigmoid(intercept + slope * logit(score))",
                                         "source": source, "species": species}, indent=1))
     return path
@@ -124,10 +136,15 @@ def read_thresholds(run_dir: str | Path) -> dict[int, SpeciesCalibration | str]:
                 result[int(key)] = str(value["none"])
             else:
                 result[int(key)] = SpeciesCalibration(int(key), int(value["n_tp"]), int(value["n_fp"]), float(value["intercept"]),
-                                                      float(value["slope"]), tuple(tuple(r) for r in value["resamples"]))
+                                                      float(value["slope"]), tuple(tuple(r) for r in value["resamples"]),
+                                                      _optional(value.get("score_min")), _optional(value.get("score_max")))
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: not a calibration this program wrote ({exc}); run 'dawnchorus review calibrate' again") from None
     return result
+
+
+def _optional(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def precision_thresholds(run_dir: str | Path, *, precision: float, species_ids: Sequence[int]) -> tuple[dict[int, float], dict[int, str]]:

@@ -133,10 +133,18 @@ def review_calibrate(
     db: Path = typer.Option(..., "--db", help="Review database holding reviewed detections of the run ('review --detections')."),
     run: Path = typer.Option(..., "--run", help="The run whose detections were reviewed: RUN/thresholds.json is written there."),
     precision: float = typer.Option(0.9, "--precision", help="Show each species' threshold for this precision (any can be asked later)."),
+    all_modes: bool = typer.Option(False, "--all-modes", help="Also fit on detections the head chose (likely/uncertain mode), which bias P(correct | score) upwards."),
 ):
-    """Fit P(correct | score) per species on reviewed detections; 'predict --threshold-precision P' then uses it."""
+    """Fit P(correct | score) per species on reviewed detections; 'predict --threshold-precision P' then uses it.
+
+    Reviews in input or random order calibrate best; cover low scores too (review --detections
+    with a low --min-score) so that summarize can also count the calls the threshold misses.
+    """
     from ..review.calibrate import calibrate_run
 
-    path, table = calibrate_run(db_path=db, run_dir=run, precision=precision)
+    path, table = calibrate_run(db_path=db, run_dir=run, precision=precision, all_modes=all_modes)
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
+    if table.attrs["head_chosen"]:
+        typer.echo(f"{table.attrs['head_chosen']} decision(s) chosen by the head (likely/uncertain mode) left out; "
+                   "--all-modes takes them")
     typer.echo(f"wrote {path}")

@@ -35,14 +35,15 @@ def summarize(
     score: str = typer.Option("max_score", "--score", help="Score to threshold: max_score or topk_mean."),
     out: Path = typer.Option(..., "--out", help="Presence table CSV, one row per site x period x species."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw the presence as a heat-map PNG here."),
-    calibration: Optional[Path] = typer.Option(None, "--calibration", help="A run with thresholds.json ('review calibrate'): each species' threshold for --precision, and a prevalence corrected for false detections, with intervals."),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="A run with thresholds.json ('review calibrate'): each species' threshold for --precision, a prevalence corrected for false detections and one with missed calls added back, with intervals."),
     precision: float = typer.Option(0.9, "--precision", help="With --calibration: the precision the thresholds are chosen for."),
 ):
     """Species presence per site and day (or hour) from an archive job's per-recording scores.
 
     With --calibration, an occupancy table instead: detections at each species' calibrated
-    threshold, the naive share of recordings with one and the share corrected for false
-    detections (90 % intervals); species without a calibration keep --threshold, flagged.
+    threshold, the naive share of recordings with one, the share corrected for false detections,
+    and the share with missed calls added back (90 % intervals; it needs reviewed detections
+    down to low scores). Species without a calibration keep --threshold, flagged.
     """
     from ..summarize import UNDATED, plot_presence, presence_table, read_recording_summary
 
@@ -85,6 +86,12 @@ def _write_occupancy(recordings, *, calibration: Path, precision: float, thresho
     if uncalibrated:
         typer.echo(f"{len(uncalibrated)} species have no calibration and keep --threshold {threshold:g} (calibrated = False): "
                    f"{', '.join(map(str, uncalibrated[:20]))}{' ...' if len(uncalibrated) > 20 else ''}")
+    extrapolated = table.groupby("species_id")["below_reviewed"].sum()
+    extrapolated = extrapolated[extrapolated > 0]
+    if len(extrapolated):
+        typer.echo(f"{len(extrapolated)} species have recordings scoring below their lowest reviewed score "
+                   f"({int(extrapolated.sum())} in all, column below_reviewed): prevalence_with_missed extrapolates there; "
+                   "review detections down to lower scores (review --detections --min-score) to cover them")
     typer.echo(f"wrote {out}")
     if plot is not None:
         if table.empty:

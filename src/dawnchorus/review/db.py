@@ -162,11 +162,11 @@ def record_decision(connection: sqlite3.Connection, *, candidate_id: int, decisi
     return Decision(cursor.lastrowid, int(candidate_id), decision, reviewer, stamp)
 
 
-def decisions_in_mode(connection: sqlite3.Connection, mode: str) -> dict[int, str]:
-    """Candidate id -> its latest decision, for the candidates whose latest decision was made in ``mode``."""
-    rows = connection.execute(f"SELECT last.candidate_id, last.decision FROM ({_LATEST}) AS last "
-                              "JOIN decision_modes AS m ON m.decision_id = last.id WHERE m.mode = ?", (mode,))
-    return {row[0]: row[1] for row in rows}
+def decided_in_mode(connection: sqlite3.Connection, mode: str) -> set[int]:
+    """The candidates with a decision made in ``mode`` (served by it), whatever their latest decision says."""
+    rows = connection.execute("SELECT DISTINCT d.candidate_id FROM decisions AS d "
+                              "JOIN decision_modes AS m ON m.decision_id = d.id WHERE m.mode = ?", (mode,))
+    return {row[0] for row in rows}
 
 
 def latest_decisions(connection: sqlite3.Connection) -> dict[int, Decision]:
@@ -183,9 +183,10 @@ def decision_history(connection: sqlite3.Connection, candidate_id: int) -> list[
 
 
 def decided_candidates(connection: sqlite3.Connection) -> list[dict]:
-    """Every candidate with a decision: its box columns plus ``decision`` and ``decision_id``, oldest decision first."""
+    """Every candidate with a decision: its box columns plus ``decision``, ``decision_id`` and the
+    ``mode`` that served it (None without active learning), oldest decision first."""
     rows = connection.execute(
-        f"SELECT c.*, last.decision, last.id AS decision_id FROM candidates AS c JOIN ({_LATEST}) AS last "
-        "ON last.candidate_id = c.id ORDER BY last.id"
+        f"SELECT c.*, last.decision, last.id AS decision_id, m.mode FROM candidates AS c JOIN ({_LATEST}) AS last "
+        "ON last.candidate_id = c.id LEFT JOIN decision_modes AS m ON m.decision_id = last.id ORDER BY last.id"
     )
     return [dict(row) for row in rows]

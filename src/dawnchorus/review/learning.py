@@ -6,8 +6,11 @@ fits in milliseconds). The reviewer chooses what comes next:
 
 - ``likely``: the highest P(TP) first, to collect calls fast;
 - ``uncertain``: P(TP) nearest 0.5 first, the decisions the head learns most from;
-- ``random``: a fixed shuffle. Decisions made in this mode are a random sample of the
-  candidates, so their share of TPs estimates the candidates' precision without bias;
+- ``random``: a fixed shuffle of all candidates, served in its order. The shuffle's first
+  candidates, up to the last one the random mode served, are a simple random sample of the
+  candidates, whichever mode decided each of them; their share of TPs estimates the precision
+  of the whole candidate list without bias (``random_sample``). Counting only the decisions
+  made in random mode would not: after a "likely" stretch, what is left is poorer than the list;
 - ``input``: the order the candidates were given in.
 
 The held-out precision and recall shown per species come from cross-validation over the
@@ -45,8 +48,8 @@ class ActiveLearner:
         if self.every < 1:
             raise InputError(f"--learn-every must be at least 1, not {self.every}")
         self.set_mode(self.mode)
-        ids = sorted(self.vectors)
-        self._shuffle = {candidate_id: rank for rank, candidate_id in enumerate(np.random.default_rng(self.seed).permutation(ids))}
+        ids = sorted(set(self.vectors) | set(self.species_of))
+        self._shuffle = {int(candidate_id): rank for rank, candidate_id in enumerate(np.random.default_rng(self.seed).permutation(ids))}
 
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:
@@ -88,6 +91,24 @@ class ActiveLearner:
         elif self.mode == "random":
             undecided.sort(key=lambda i: self._shuffle.get(i, len(self._shuffle) + position[i]))
         return decided + undecided
+
+    def random_sample(self, latest: dict[int, str], served: set[int]) -> dict[int, dict]:
+        """Per species: the TPs and FPs of its simple random sample, its shuffled candidates up to the
+        last one the random mode ``served``, and the precision of its candidates estimated from them
+        (with a 90 % Wilson interval). Skipped candidates are left out of the sample."""
+        from ..intervals import wilson
+
+        result = {}
+        for species_id in sorted(set(self.species_of.values())):
+            members = sorted((i for i, s in self.species_of.items() if s == species_id), key=lambda i: self._shuffle[i])
+            reached = [rank for rank, i in enumerate(members) if i in served]
+            sample = [latest.get(i) for i in members[:reached[-1] + 1]] if reached else []
+            tp, fp = sample.count("tp"), sample.count("fp")
+            low, high = wilson(np.array([tp]), np.array([tp + fp])) if tp + fp else ([None], [None])
+            result[species_id] = {"random_tp": tp, "random_fp": fp, "random_precision": tp / (tp + fp) if tp + fp else None,
+                                  "random_low": None if low[0] is None else float(low[0]),
+                                  "random_high": None if high[0] is None else float(high[0])}
+        return result
 
 
 def fit_head(x: np.ndarray, y: np.ndarray, *, seed: int = 0):

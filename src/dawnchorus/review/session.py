@@ -75,26 +75,25 @@ class ReviewSession:
 
     def learning(self) -> dict:
         """Per species: decisions so far, the head's held-out precision and recall, and the precision
-        of the random stream (decisions made in random mode: an unbiased sample of the candidates)."""
+        of the candidates estimated from the random stream's sample (``ActiveLearner.random_sample``)."""
         with db.open_db(self.db_path) as connection:
             latest = {i: d.decision for i, d in db.latest_decisions(connection).items()}
-            random_stream = db.decisions_in_mode(connection, "random")
+            served = db.decided_in_mode(connection, "random")
         species = {}
         for candidate_id, row in self.rows.items():
             entry = species.setdefault(row["species_id"], {"species_id": row["species_id"], "species": row.get("species", ""),
-                                                           "candidates": 0, "tp": 0, "fp": 0, "skip": 0, "random_tp": 0,
-                                                           "random_fp": 0})
+                                                           "candidates": 0, "tp": 0, "fp": 0, "skip": 0})
             entry["candidates"] += 1
             if candidate_id in latest:
                 entry[latest[candidate_id]] += 1
-            if random_stream.get(candidate_id) in ("tp", "fp"):
-                entry[f"random_{random_stream[candidate_id]}"] += 1
         learner = self.learner
+        with self.learning_lock:
+            sampled = learner.random_sample(latest, served) if learner is not None else {}
+        empty = {"random_tp": 0, "random_fp": 0, "random_precision": None, "random_low": None, "random_high": None}
         for species_id, entry in species.items():
             held = learner.held_out.get(species_id, {}) if learner is not None else {}
             entry["held_out_precision"], entry["held_out_recall"] = held.get("precision"), held.get("recall")
-            sampled = entry["random_tp"] + entry["random_fp"]
-            entry["random_precision"] = entry["random_tp"] / sampled if sampled else None
+            entry.update(sampled.get(species_id, empty))
         state = {"active": learner is not None, "species": [species[k] for k in sorted(species)]}
         if learner is not None:
             state.update(mode=learner.mode, every=learner.every, fits=learner.fits, until_fit=learner.every - learner.since_fit)

@@ -273,7 +273,8 @@ async function renderLearning() {
     for (const value of [s.tp, s.fp, s.skip]) cell(row, String(value));
     cell(row, fmtShare(s.held_out_precision));
     cell(row, fmtShare(s.held_out_recall));
-    cell(row, s.random_tp + s.random_fp ? `${fmtShare(s.random_precision)} (n=${s.random_tp + s.random_fp})` : "–");
+    cell(row, s.random_tp + s.random_fp
+      ? `${fmtShare(s.random_precision)} (${fmtShare(s.random_low)}–${fmtShare(s.random_high)}, n=${s.random_tp + s.random_fp})` : "–");
     body.appendChild(row);
   }
   $("learning-caption").textContent =
