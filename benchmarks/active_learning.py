@@ -17,6 +17,13 @@ boxes:
 - full training: the world's own ``cpu-small`` run, trained on all its TP/FP boxes.
 AP is per species over the test recordings (truth: ``truth/test_labels.csv``), then averaged.
 Wall time of a round (fit + re-rank + score every window) is measured on this machine.
+
+The random stream's precision: after the 5 "likely" rounds, the review page's learner
+(``review.learning.ActiveLearner``) serves 40 candidates in random mode; its estimate of the
+whole candidate list's precision (``random_sample``) is set against the truth, and against the
+share of TPs among the 40 random-mode decisions alone.
+
+    python benchmarks/active_learning.py --embedder birdnet   # BirdNET's embeddings (the optional extra)
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from common import BENCH_DATA, stamp  # noqa: E402
 
 from dawnchorus.batch.engine import read_parts  # noqa: E402
 from dawnchorus.data.annotations import read_boxes  # noqa: E402
-from dawnchorus.review.learning import fit_head, unit  # noqa: E402
+from dawnchorus.review.learning import ActiveLearner, fit_head, unit  # noqa: E402
 from dawnchorus.search import index_archive, open_index, read_queries, resolve_index_embedder, search_index  # noqa: E402
 from dawnchorus.search.index import box_vectors  # noqa: E402
 from dawnchorus.templates import Template, match_directory  # noqa: E402
@@ -62,10 +69,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--world", default="reference")
     parser.add_argument("--embedder-world", default="dense-quiet")
+    parser.add_argument("--embedder", default=None, help="'birdnet' instead of the run trained on --embedder-world")
     args = parser.parse_args()
     world = BENCH_DATA / "worlds" / args.world
     corpus, embedder_run = world / "corpus", BENCH_DATA / "worlds" / args.embedder_world / "runs" / "cpu-small"
-    out = BENCH_DATA / "active_learning" / f"{args.world}_embedder-{args.embedder_world}"
+    embedder_name = args.embedder or args.embedder_world
+    embedder_run = args.embedder or embedder_run
+    out = BENCH_DATA / "active_learning" / f"{args.world}_embedder-{embedder_name}"
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     index_archive(audio_root=corpus / "test", out_dir=out / "index", embedder=embedder_run, hop_s=1.5, threads=2)
@@ -104,8 +114,10 @@ def main() -> None:
             vectors = np.stack(box_vectors(index, list(zip(candidates.recording_id, candidates.t_min, candidates.t_max)),
                                            audio_paths={}))
             labels = np.array([stand_in(events, species_id, c) for c in candidates.itertuples()])
+            decided_in = {}
             for mode in ("likely", "uncertain"):
                 decided, probability = [], None  # before any head: the search order
+                decided_in[mode] = decided
                 for round_number in range(1, max(ROUNDS) + 1):
                     tick = time.perf_counter()
                     remaining = [i for i in range(len(candidates)) if i not in decided]
@@ -128,6 +140,7 @@ def main() -> None:
                     if round_number in ROUNDS:
                         row[f"{mode}_round{round_number}"] = recording_ap(truth, species_id, scores)
                         row[f"{mode}_round{round_number}_tp_found"] = int(labels[decided].sum())
+            row.update(_random_stream(vectors, labels, decided_in["likely"]))
             results.append(row)
             print(json.dumps(row), flush=True)
     table = pd.DataFrame(results)
@@ -137,7 +150,32 @@ def main() -> None:
                       "round_s_median": round(float(np.median(round_seconds)), 3),
                       "round_s_max": round(float(np.max(round_seconds)), 3)}))
     table.to_csv(out / "results.csv", index=False)
-    print(f"python benchmarks/active_learning.py --world {args.world} --embedder-world {args.embedder_world}; {stamp()}")
+    errors = table["random_estimate"] - table["list_precision"]
+    print(json.dumps({"random_stream_mean_error": round(float(errors.mean()), 3),
+                      "random_stream_mean_abs_error": round(float(errors.abs().mean()), 3),
+                      "random_stream_covered": f"{int(table['random_covered'].sum())}/{len(table)}",
+                      "random_mode_only_mean_error": round(float((table["random_mode_only"] - table["list_precision"]).mean()), 3)}))
+    command = f"--embedder {args.embedder}" if args.embedder else f"--embedder-world {args.embedder_world}"
+    print(f"python benchmarks/active_learning.py --world {args.world} {command}; {stamp()}")
+
+
+def _random_stream(vectors: np.ndarray, labels: np.ndarray, decided: list[int], served: int = 40) -> dict:
+    """After the likely rounds' decisions, the page's learner serves ``served`` candidates in random
+    mode; its estimate of the list's precision against the truth."""
+    learner = ActiveLearner(vectors=dict(enumerate(vectors)), species_of=dict.fromkeys(range(len(labels)), 0), mode="random")
+    latest = {i: "tp" if labels[i] else "fp" for i in decided}
+    in_random = []
+    for _ in range(min(served, len(labels) - len(latest))):
+        candidate = next(i for i in learner.order(list(range(len(labels))), latest) if i not in latest)
+        latest[candidate] = "tp" if labels[candidate] else "fp"
+        in_random.append(candidate)
+    estimate = learner.random_sample(latest, set(in_random))[0]
+    truth = float(labels.mean())
+    return {"list_precision": truth, "random_estimate": estimate["random_precision"],
+            "random_low": estimate["random_low"], "random_high": estimate["random_high"],
+            "random_sample": estimate["random_tp"] + estimate["random_fp"],
+            "random_covered": bool(estimate["random_low"] <= truth <= estimate["random_high"]),
+            "random_mode_only": float(labels[in_random].mean())}
 
 
 def _template_ap(boxes, corpus: Path, truth: pd.DataFrame, species_id: int) -> float:

@@ -12,6 +12,7 @@ from dawnchorus.batch.jobs import predict_archive
 from dawnchorus.cli import app
 from dawnchorus.errors import InputError
 from dawnchorus.review import read_detections
+from dawnchorus.review.calibrate import reviewed_detections
 from dawnchorus.review.db import open_db, record_decision
 from dawnchorus.review.session import open_session
 from dawnchorus.thresholds import SpeciesCalibration, fit_calibration, precision_thresholds, read_thresholds, write_thresholds
@@ -74,13 +75,21 @@ def test_reviewed_detections_set_each_species_threshold_of_predict(trained, tmp_
     scores = np.array([session.rows[i]["score"] for i in session.order])
     ranks = scores.argsort().argsort() / len(scores)  # a stand-in reviewer: higher scores more often right
     with open_db(session.db_path) as connection:
-        for candidate_id, rank in zip(session.order, ranks):
+        for n, (candidate_id, rank) in enumerate(zip(session.order, ranks)):
             decision = "tp" if rng.uniform() < rank else "fp"
-            record_decision(connection, candidate_id=candidate_id, decision=decision, reviewer="stand-in")
+            mode = "likely" if n % 5 == 0 else "input"  # a few the head chose: left out of the fit
+            record_decision(connection, candidate_id=candidate_id, decision=decision, reviewer="stand-in", mode=mode)
+    head_chosen = len(range(0, len(ranks), 5))
+    assert len(reviewed_detections(session.db_path)) == len(ranks) - head_chosen
+    assert len(reviewed_detections(session.db_path, all_modes=True)) == len(ranks)
     runner = CliRunner()
     calibrated = runner.invoke(app, ["review", "calibrate", "--db", str(session.db_path), "--run", str(run)])
     assert calibrated.exit_code == 0, calibrated.output
-    assert "thresholds.json" in calibrated.output
+    assert "thresholds.json" in calibrated.output and f"{head_chosen} decision(s) chosen by the head" in calibrated.output
+    used = reviewed_detections(session.db_path)
+    for species_id, fitted in read_thresholds(run).items():
+        if isinstance(fitted, SpeciesCalibration):  # the reviewed range is kept: occupancy flags scores below it
+            assert fitted.score_min == pytest.approx(used.loc[used.species_id == species_id, "score"].min())
     found, reasons = precision_thresholds(run, precision=0.8, species_ids=sorted({c.species_id for c in candidates}))
     assert found  # species with enough decisions got a threshold
     result = runner.invoke(app, ["predict", "--run", str(run), "--audio", str(archive), "--out", str(tmp_path / "calibrated"),
