@@ -279,6 +279,20 @@ def test_the_page_zooms_out_to_wider_context_at_fixed_levels(client):
     assert client.get("/api/candidates/1/spectrogram.png?context_s=3").content == wide.content  # cached per zoom level
     refused = client.get("/api/candidates/1/spectrogram.png?context_s=2")
     assert refused.status_code == 422 and "zoom levels" in refused.json()["detail"]
+    later = client.get("/api/candidates/1/spectrogram.png?pan=1")
+    assert later.status_code == 200 and later.content not in (near.content, wide.content)
+    too_far = client.get("/api/candidates/1/spectrogram.png?pan=21")
+    assert too_far.status_code == 422 and "pan" in too_far.json()["detail"]
+
+
+def test_panning_moves_the_view_and_stops_at_the_recordings_ends():
+    from dawnchorus.data.audio import AudioInfo
+    from dawnchorus.review.media import BoxView, _span
+
+    view = BoxView(AudioInfo(Path("r.wav"), 16000, 60 * 16000, 1), 10.0, 12.0, 500.0, 2000.0)
+    assert _span(view, 3.0) == (7.0, 8.0)
+    assert _span(view, 3.0, 1) == (10.0, 8.0) and _span(view, 3.0, -2) == (1.0, 8.0)
+    assert _span(view, 3.0, -20) == (0.0, 8.0) and _span(view, 3.0, 20) == (52.0, 8.0)  # the width stays, the ends hold
 
 
 def test_overlapping_windows_of_one_species_are_one_call():

@@ -114,6 +114,13 @@ def test_mark_by_click_and_keyboard_reload_and_export(served, page):
     page.wait_for_function("() => { const i = document.getElementById('spectrogram'); return i.complete && i.naturalWidth > 300; }")
     clip = page.evaluate("fetch(document.getElementById('clip').src).then(r => [r.status, r.headers.get('content-type')])")
     assert clip == [200, "audio/wav"]
+    page.keyboard.press(".")  # pan: the view moves one context width later, "c" brings it back
+    assert "pan=1" in page.get_attribute("#spectrogram", "src") and "+1" in page.inner_text("#pan-label")
+    page.click("#pan-left")
+    page.click("#pan-left")
+    assert "pan=-1" in page.get_attribute("#spectrogram", "src")
+    page.keyboard.press("c")
+    assert "pan" not in page.get_attribute("#spectrogram", "src")
     page.fill("#reviewer", "bea")
     page.dispatch_event("#reviewer", "change")
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from .data.audio import find_audio_files, load_audio, n_samples, window_starts
 from .errors import AudioError, InputError
+from .stages import timed
 
 BIRDNET_MODEL_FILE = "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
 BIRDNET_SAMPLE_RATE_HZ = 48000
@@ -132,8 +133,9 @@ class _BirdnetRunner:
             self.interpreter.resize_tensor_input(self.input_index, list(windows.shape))
             self.interpreter.allocate_tensors()
             self.batch = windows.shape[0]
-        self.interpreter.set_tensor(self.input_index, windows)
-        self.interpreter.invoke()
+        with timed("network"):  # BirdNET computes its own spectrogram inside the graph
+            self.interpreter.set_tensor(self.input_index, windows)
+            self.interpreter.invoke()
         vectors = self.interpreter.get_tensor(self.embedding_index)
         if vectors.ndim != 2 or vectors.shape != (windows.shape[0], BIRDNET_EMBEDDING_DIM):
             raise InputError(f"BirdNET embedding tensor has shape {vectors.shape}, expected ({windows.shape[0]}, "

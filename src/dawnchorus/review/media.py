@@ -24,6 +24,7 @@ from ..errors import InputError
 
 CONTEXT_S = 1.0  # audio shown either side of the box, so the call can be told from the background
 CONTEXT_CHOICES_S = (1.0, 3.0, 10.0, 30.0)  # the page's zoom levels: a fixed few, so cached images stay few
+MAX_PAN = 20  # the view moves by one context width per step, this many either way
 CLIP_CONTEXT_S = 0.25  # played either side of the box; a short lead-in makes the onset audible
 _RENDER_VERSION = "1"  # bump when the drawing changes, so cached images are redrawn
 _FADE_S = 0.01  # fade clip edges so playback does not start or stop with a click
@@ -41,8 +42,13 @@ class BoxView:
     f_max_hz: float
 
 
-def _span(view: BoxView, context_s: float) -> tuple[float, float]:
-    """Start and duration of the box plus context, kept inside the recording."""
+def _span(view: BoxView, context_s: float, pan: int = 0) -> tuple[float, float]:
+    """Start and duration of the box plus context, kept inside the recording; ``pan`` moves the
+    view by that many context widths (the box may leave it), stopping at the recording's ends."""
+    if pan:
+        width = min(view.audio.duration_s, view.t_max_s - view.t_min_s + 2 * context_s)
+        start = min(max(0.0, view.t_min_s - context_s + pan * context_s), view.audio.duration_s - width)
+        return max(0.0, start), width
     start = max(0.0, view.t_min_s - context_s)
     end = min(view.audio.duration_s, view.t_max_s + context_s)
     if end <= start:  # a box starting at the very end: still show the last moments
@@ -51,26 +57,31 @@ def _span(view: BoxView, context_s: float) -> tuple[float, float]:
     return start, end - start
 
 
-def spectrogram_png(view: BoxView, *, cache_dir: str | Path | None = None, context_s: float = CONTEXT_S) -> bytes:
-    """PNG of the box's surroundings (``context_s`` either side), time on x and frequency on y, the box outlined."""
+def spectrogram_png(view: BoxView, *, cache_dir: str | Path | None = None, context_s: float = CONTEXT_S,
+                    pan: int = 0) -> bytes:
+    """PNG of the box's surroundings (``context_s`` either side, moved ``pan`` context widths),
+    time on x and frequency on y, the box outlined."""
     if context_s not in CONTEXT_CHOICES_S:
         raise InputError(f"context {context_s} s is not one of the zoom levels {', '.join(f'{c:g}' for c in CONTEXT_CHOICES_S)}")
+    if abs(pan) > MAX_PAN:
+        raise InputError(f"pan {pan} is outside -{MAX_PAN}..{MAX_PAN} (steps of one context width)")
     cache_file = None
     if cache_dir is not None:
-        cache_file = Path(cache_dir) / f"spec_{_cache_key(view, context_s)}.png"
+        cache_file = Path(cache_dir) / f"spec_{_cache_key(view, context_s, pan)}.png"
         if cache_file.is_file():
             return cache_file.read_bytes()
     with _RENDER_LOCK:
-        png = _render_spectrogram(view, context_s)
+        png = _render_spectrogram(view, context_s, pan)
     if cache_file is not None:
         _write_atomically(cache_file, png)
     return png
 
 
-def _cache_key(view: BoxView, context_s: float) -> str:
+def _cache_key(view: BoxView, context_s: float, pan: int = 0) -> str:
     stat = view.audio.path.stat()
     parts = (_RENDER_VERSION, str(view.audio.path.resolve()), stat.st_size, stat.st_mtime_ns,
              view.t_min_s, view.t_max_s, view.f_min_hz, view.f_max_hz) + ((context_s,) if context_s != CONTEXT_S else ())
+    parts += (("pan", pan),) if pan else ()
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:20]
 
 
@@ -83,13 +94,13 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-def _render_spectrogram(view: BoxView, context_s: float = CONTEXT_S) -> bytes:
+def _render_spectrogram(view: BoxView, context_s: float = CONTEXT_S, pan: int = 0) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure  # not pyplot: pyplot's global state is not safe across server threads
     from matplotlib.patches import Rectangle
 
     rate = view.audio.sample_rate_hz
-    start, duration = _span(view, context_s)
+    start, duration = _span(view, context_s, pan)
     samples = load_audio(view.audio.path, sample_rate_hz=rate, t_start_s=start, duration_s=duration)
     n_fft = int(2 ** np.ceil(np.log2(max(64, rate * 0.02))))  # ~20 ms windows resolve both chirps and trills
     n_fft = min(n_fft, samples.size)

@@ -93,9 +93,9 @@ def create_app(*, candidates: Sequence[Candidate], audio_dir: str | Path, db_pat
         return _known(session, candidate_id, session.history)
 
     @app.get("/api/candidates/{candidate_id}/spectrogram.png")
-    def spectrogram(candidate_id: int, context_s: float = CONTEXT_S):
+    def spectrogram(candidate_id: int, context_s: float = CONTEXT_S, pan: int = 0):
         view = _known(session, candidate_id, session.box_view)
-        return Response(spectrogram_png(view, cache_dir=session.cache_dir, context_s=context_s), media_type="image/png",
+        return Response(spectrogram_png(view, cache_dir=session.cache_dir, context_s=context_s, pan=pan), media_type="image/png",
                         headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/api/candidates/{candidate_id}/audio.wav")

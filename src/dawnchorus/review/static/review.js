@@ -3,7 +3,7 @@
 "use strict";
 
 const PAGE_SIZE = 200; // rows drawn at once; long candidate lists stay responsive
-const state = { all: [], view: [], current: -1, busy: false };
+const state = { all: [], view: [], current: -1, busy: false, pan: 0 };
 const $ = (id) => document.getElementById(id);
 
 async function api(path, options) {
@@ -146,12 +146,15 @@ async function renderDetail() {
   $("current-title").textContent =
     `#${c.id} ${c.recording_id}, ${speciesName(c)} (song type ${c.songtype_id}), ${fmtTime(c)} s, ${fmtBand(c)} Hz, score ${fmtScore(c)}${decided}`;
   const base = `/api/candidates/${c.id}`;
+  if (image.dataset.id !== String(c.id)) state.pan = 0; // a new candidate opens on its box
   const zoom = `context_s=${$("zoom").value}`;
-  if (image.dataset.id !== String(c.id) || image.dataset.zoom !== zoom) {
-    image.dataset.zoom = zoom;
+  const view = state.pan ? `${zoom}&pan=${state.pan}` : zoom;
+  $("pan-label").textContent = state.pan ? `moved ${state.pan > 0 ? "+" : ""}${state.pan}` : "";
+  if (image.dataset.id !== String(c.id) || image.dataset.zoom !== view) {
+    image.dataset.zoom = view;
     if (image.dataset.id !== String(c.id)) clip.src = `${base}/audio.wav`;
     image.dataset.id = c.id;
-    image.src = `${base}/spectrogram.png?${zoom}`;
+    image.src = `${base}/spectrogram.png?${view}`;
   }
   const next = state.view[state.current + 1];
   if (next) new Image().src = `/api/candidates/${next.id}/spectrogram.png?${zoom}`; // warm the cache for the next one
@@ -210,9 +213,22 @@ function zoom(step) {
   }
 }
 
+const MAX_PAN = 20; // as the server's review.media.MAX_PAN
+
+function pan(step) {
+  const moved = step === 0 ? 0 : Math.min(Math.max(-MAX_PAN, (state.pan || 0) + step), MAX_PAN);
+  if (moved !== (state.pan || 0)) {
+    state.pan = moved;
+    renderDetail();
+  }
+}
+
 const KEY_ACTIONS = {
   z: () => zoom(-1),
   x: () => zoom(1),
+  ",": () => pan(-1),
+  ".": () => pan(1),
+  c: () => pan(0),
   t: () => decide("tp"),
   f: () => decide("fp"),
   " ": () => decide("skip"),
@@ -289,6 +305,8 @@ async function start() {
   bindButton("btn-prev", () => move(-1));
   bindButton("btn-next", () => move(1));
   bindButton("btn-play", play);
+  bindButton("pan-left", () => pan(-1));
+  bindButton("pan-right", () => pan(1));
   bindButton("page-prev", () => move(-PAGE_SIZE));
   bindButton("page-next", () => move(PAGE_SIZE));
   for (const id of ["filter-species", "filter-decision", "sort"]) {
