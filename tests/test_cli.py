@@ -106,3 +106,20 @@ def test_evaluate_rejects_bad_submissions(tmp_path):
     pred.write_text("recording_id,s0,s1\na,0.5,\nb,1.7,0.3\n")
     result = invoke("evaluate", "--truth", truth, "--pred", pred)
     assert result.exit_code == 2 and "pred.csv" in result.output and "s1" in result.output and "s0" in result.output
+
+
+def test_archive_job_flags_are_shared_and_refused_without_a_job_folder(tiny_dataset, tmp_path):
+    for command in ("predict", "embed", "index", "match"):
+        shown = invoke(command, "--help").output
+        assert all(flag in shown for flag in ("--chunk-s", "--retry-failed", "--ray-scorers", "--workers")), command
+    templates = tmp_path / "templates.csv"
+    templates.write_text(LABEL_HEADER + "rec_a,0,1,0.5,800,1.2,1200\n")
+    refused = invoke("match", "--templates", templates, "--audio", tiny_dataset / "train", "--out", tmp_path / "c.csv",
+                     "--chunk-s", "30", "--force")
+    assert refused.exit_code == 2 and "--chunk-s, --force: only for job folders" in refused.output
+    wrong = invoke("match", "--templates", templates, "--audio", tiny_dataset / "train", "--out", tmp_path / "job",
+                   "--engine", "spark")
+    assert wrong.exit_code == 2 and "--engine must be local or ray" in wrong.output and "Traceback" not in wrong.output
+    local = invoke("match", "--templates", templates, "--audio", tiny_dataset / "train", "--out", tmp_path / "job",
+                   "--ray-scorers", "2")
+    assert local.exit_code == 2 and "need --engine ray" in local.output

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
+import sys
 import warnings
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import typer
 
@@ -49,7 +53,8 @@ def friendly_errors(command):
 def main() -> None:
     app()
 
-# Options every archive job (predict / embed / match into a job folder) shares.
+
+# Options every archive job (predict / embed / index / match into a job folder) shares.
 CHANNEL_OPTION = typer.Option(None, "--channel", help="Archive jobs: score this channel (0 = first) instead of the mix of all channels.")
 WORKERS_OPTION = typer.Option(1, "--workers", help="Archive jobs: decoding processes (1: a thread decodes ahead of the model).")
 CHUNK_OPTION = typer.Option(120.0, "--chunk-s", help="Archive jobs: seconds of audio read at a time (memory does not grow with file length).")
@@ -75,6 +80,52 @@ def ray_options(engine: str, address, scorers: int, threads: int, gpus: float):
             raise InputError("--ray-address, --ray-scorers, --ray-threads-per-scorer and --ray-gpus-per-scorer need --engine ray")
         return None
     return RayOptions(address=address, scorers=scorers, threads_per_scorer=threads, gpus_per_scorer=gpus)
+
+
+@dataclass(frozen=True)
+class ArchiveJobOptions:
+    """The archive engine's options as the command line gave them (``archive_job_options``)."""
+
+    channel: Optional[int]
+    workers: int
+    chunk_s: float
+    retry_failed: bool
+    force: bool
+    ray: Any  # batch.engine.RayOptions, or None for the local engine
+    given: tuple[str, ...]  # the flags set away from their defaults, for commands that refuse them without a job folder
+
+    def engine_kwargs(self) -> dict:
+        """Keyword arguments of every ``batch.jobs`` function."""
+        return {"channel": self.channel, "workers": self.workers, "chunk_s": self.chunk_s, "retry_failed": self.retry_failed,
+                "force": self.force, "progress": sys.stderr.isatty(), "ray": self.ray}
+
+
+def archive_job_options(*, workers: Any = WORKERS_OPTION):
+    """Give a command the archive engine's options; it receives them as ``job: ArchiveJobOptions``."""
+    added = {"channel": (Optional[int], CHANNEL_OPTION), "workers": (int, workers), "chunk_s": (float, CHUNK_OPTION),
+             "retry_failed": (bool, RETRY_OPTION), "force": (bool, FORCE_OPTION), "engine": (str, ENGINE_OPTION),
+             "ray_address": (Optional[str], RAY_ADDRESS_OPTION), "ray_scorers": (int, RAY_SCORERS_OPTION),
+             "ray_threads": (int, RAY_THREADS_OPTION), "ray_gpus": (float, RAY_GPUS_OPTION)}
+
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(**kwargs):
+            values = {name: kwargs.pop(name) for name in added}
+            given = tuple(info.param_decls[0] for name, (_, info) in added.items() if values[name] != info.default)
+            ray = ray_options(values["engine"], values["ray_address"], values["ray_scorers"], values["ray_threads"],
+                              values["ray_gpus"])
+            return command(**kwargs, job=ArchiveJobOptions(values["channel"], values["workers"], values["chunk_s"],
+                                                           values["retry_failed"], values["force"], ray, given))
+
+        own = [p for p in inspect.signature(command).parameters.values() if p.name != "job"]
+        extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=kind)
+                 for name, (kind, info) in added.items()]
+        wrapper.__signature__ = inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + extra)
+        wrapper.__annotations__ = {**{k: v for k, v in command.__annotations__.items() if k != "job"},
+                                   **{name: kind for name, (kind, _) in added.items()}}
+        return wrapper
+
+    return decorate
 
 
 def report_job(summary) -> None:

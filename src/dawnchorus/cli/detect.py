@@ -10,10 +10,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import InputError
-from ._app import (
-    CHANNEL_OPTION, CHUNK_OPTION, ENGINE_OPTION, FORCE_OPTION, RAY_ADDRESS_OPTION, RAY_GPUS_OPTION, RAY_SCORERS_OPTION,
-    RAY_THREADS_OPTION, RETRY_OPTION, WORKERS_OPTION, app, friendly_errors, ray_options, report_job,
-)
+from ._app import ENGINE_OPTION, RAY_ADDRESS_OPTION, ArchiveJobOptions, app, archive_job_options, friendly_errors, report_job
 from .scores import postprocess_and_report
 
 
@@ -123,6 +120,7 @@ def pseudo(
 
 @app.command()
 @friendly_errors
+@archive_job_options()
 def predict(
     run: List[Path] = typer.Option(..., "--run", help="Run directory from 'dawnchorus train' (repeat to ensemble runs)."),
     audio: Path = typer.Option(..., "--audio", help="Directory (tree) of recordings (FLAC, WAV, MP3, OGG; symbolic links followed)."),
@@ -149,16 +147,7 @@ def predict(
     formats: List[str] = typer.Option([], "--format", help="Job folder outputs (repeatable or comma-separated): submission, summary, raven, raven-combined, audacity, birdnet (default: submission,summary,raven)."),
     threshold: float = typer.Option(0.5, "--threshold", help="Job folder: score a window needs to be a detection in the Raven, Audacity and BirdNET outputs."),
     threshold_precision: Optional[float] = typer.Option(None, "--threshold-precision", help="Job folder: each species' threshold for this precision (e.g. 0.9), from 'dawnchorus review calibrate' (RUN/thresholds.json); species without one keep --threshold."),
-    channel: Optional[int] = CHANNEL_OPTION,
-    workers: int = WORKERS_OPTION,
-    chunk_s: float = CHUNK_OPTION,
-    retry_failed: bool = RETRY_OPTION,
-    force: bool = FORCE_OPTION,
-    engine: str = ENGINE_OPTION,
-    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
-    ray_scorers: int = RAY_SCORERS_OPTION,
-    ray_threads: int = RAY_THREADS_OPTION,
-    ray_gpus: float = RAY_GPUS_OPTION,
+    job: ArchiveJobOptions = None,
 ):
     """Predict species presence for every recording (sliding windows, folds averaged).
 
@@ -184,14 +173,12 @@ def predict(
         summary = predict_archive(run_dirs=run, audio_root=audio, out_dir=out, formats=split_formats(formats), threshold=threshold,
                                   threshold_precision=threshold_precision,
                                   window_s=window_s, hop_s=hop_s, aggregate=aggregate, pseudo_round=pseudo_round, device=device,
-                                  threads=threads, channel=channel, workers=workers, chunk_s=chunk_s, retry_failed=retry_failed,
-                                  force=force, progress=sys.stderr.isatty(),
-                                  ray=ray_options(engine, ray_address, ray_scorers, ray_threads, ray_gpus), runtime=runtime)
+                                  threads=threads, runtime=runtime, **job.engine_kwargs())
         report_job(summary)
         return
-    if formats or channel is not None or workers != 1 or retry_failed or force or engine != "local" or threshold_precision:
-        raise InputError("--format, --channel, --workers, --retry-failed, --force, --engine and --threshold-precision are for job "
-                         "folders: give --out DIR instead of a .csv")
+    job_only = [*(["--format"] if formats else []), *job.given, *(["--threshold-precision"] if threshold_precision else [])]
+    if job_only:
+        raise InputError(f"{', '.join(job_only)}: only for job folders; give --out DIR instead of a .csv")
     if prior is not None and postprocess is False:
         raise InputError("--prior only has an effect with post-processing; drop --no-postprocess or --prior")
     if prior is not None:
@@ -329,25 +316,15 @@ def export(
 
 @app.command()
 @friendly_errors
+@archive_job_options()
 def embed(
     audio: Path = typer.Option(..., "--audio", help="Directory (tree) of recordings (FLAC, WAV, MP3, OGG; symbolic links followed)."),
     out: Path = typer.Option(..., "--out", help="Job folder: one Parquet part of window embeddings per recording (also an --embedding-cache)."),
     hop_s: float = typer.Option(1.5, "--hop-s", help="Hop between the 3 s BirdNET windows, in seconds (the embed presets use 1.5)."),
     threads: int = typer.Option(1, "--threads", help="CPU threads for the BirdNET model."),
-    channel: Optional[int] = CHANNEL_OPTION,
-    workers: int = WORKERS_OPTION,
-    chunk_s: float = CHUNK_OPTION,
-    retry_failed: bool = RETRY_OPTION,
-    force: bool = FORCE_OPTION,
-    engine: str = ENGINE_OPTION,
-    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
-    ray_scorers: int = RAY_SCORERS_OPTION,
-    ray_threads: int = RAY_THREADS_OPTION,
-    ray_gpus: float = RAY_GPUS_OPTION,
+    job: ArchiveJobOptions = None,
 ):
     """Precompute BirdNET embeddings for every recording of an archive (resumable: finished files are kept)."""
     from ..batch.jobs import embed_archive
 
-    report_job(embed_archive(audio_root=audio, out_dir=out, hop_s=hop_s, threads=threads, channel=channel, workers=workers,
-                             chunk_s=chunk_s, retry_failed=retry_failed, force=force, progress=sys.stderr.isatty(),
-                             ray=ray_options(engine, ray_address, ray_scorers, ray_threads, ray_gpus)))
+    report_job(embed_archive(audio_root=audio, out_dir=out, hop_s=hop_s, threads=threads, **job.engine_kwargs()))

@@ -10,14 +10,12 @@ from typing import Optional
 import typer
 
 from ..errors import InputError
-from ._app import (
-    CHANNEL_OPTION, CHUNK_OPTION, ENGINE_OPTION, FORCE_OPTION, RAY_ADDRESS_OPTION, RAY_GPUS_OPTION, RAY_SCORERS_OPTION,
-    RAY_THREADS_OPTION, RETRY_OPTION, app, friendly_errors, ray_options, report_job, review_app,
-)
+from ._app import ArchiveJobOptions, app, archive_job_options, friendly_errors, report_job, review_app
 
 
 @app.command()
 @friendly_errors
+@archive_job_options(workers=typer.Option(0, "--workers", help="Parallel processes (0 = all cores); in a job folder, decoding processes."))
 def match(
     templates: Path = typer.Option(..., "--templates", help="Template boxes: CSV with the RFCx label columns (optional template_id)."),
     audio: Path = typer.Option(..., "--audio", help="Directory (tree) of recordings (FLAC, WAV, MP3, OGG; symbolic links followed) to search."),
@@ -25,16 +23,7 @@ def match(
     template_audio: Optional[Path] = typer.Option(None, "--template-audio", help="Where the templates' recordings are (default: --audio)."),
     threshold: float = typer.Option(0.1, "--threshold", help="Lowest normalized cross-correlation a candidate needs."),
     top_n: Optional[int] = typer.Option(None, "--top-n", help="Keep only the N best candidates per template in each recording."),
-    workers: int = typer.Option(0, "--workers", help="Parallel processes (0 = all cores); in a job folder, decoding processes."),
-    channel: Optional[int] = CHANNEL_OPTION,
-    chunk_s: float = CHUNK_OPTION,
-    retry_failed: bool = RETRY_OPTION,
-    force: bool = FORCE_OPTION,
-    engine: str = ENGINE_OPTION,
-    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
-    ray_scorers: int = RAY_SCORERS_OPTION,
-    ray_threads: int = RAY_THREADS_OPTION,
-    ray_gpus: float = RAY_GPUS_OPTION,
+    job: ArchiveJobOptions = None,
 ):
     """Template matching: find boxes that look like the template boxes (spectrogram cross-correlation)."""
     from ..templates import match_directory, write_candidates
@@ -43,15 +32,14 @@ def match(
         from ..batch.jobs import match_archive
 
         report_job(match_archive(templates=templates, audio_root=audio, out_dir=out, template_audio_dir=template_audio,
-                                 threshold=threshold, top_n=top_n, channel=channel, workers=max(1, workers), chunk_s=chunk_s,
-                                 retry_failed=retry_failed, force=force, progress=sys.stderr.isatty(),
-                                 ray=ray_options(engine, ray_address, ray_scorers, ray_threads, ray_gpus)))
+                                 threshold=threshold, top_n=top_n, **{**job.engine_kwargs(), "workers": max(1, job.workers)}))
         return
-    if channel is not None or retry_failed or force or engine != "local":
-        raise InputError("--channel, --retry-failed, --force and --engine are for job folders: give --out DIR instead of a .csv")
+    job_only = [flag for flag in job.given if flag != "--workers"]
+    if job_only:
+        raise InputError(f"{', '.join(job_only)}: only for job folders; give --out DIR instead of a .csv")
 
     candidates = match_directory(templates=templates, audio_dir=audio, template_audio_dir=template_audio, threshold=threshold,
-                                 top_n=top_n, workers=workers, progress=sys.stderr.isatty())
+                                 top_n=top_n, workers=job.workers, progress=sys.stderr.isatty())
     write_candidates(out, candidates)
     typer.echo(f"wrote {out} ({len(candidates)} candidates in {candidates['recording_id'].nunique()} recordings)")
 

@@ -2,44 +2,30 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ._app import (
-    CHANNEL_OPTION, CHUNK_OPTION, ENGINE_OPTION, FORCE_OPTION, RAY_ADDRESS_OPTION, RAY_GPUS_OPTION, RAY_SCORERS_OPTION,
-    RAY_THREADS_OPTION, RETRY_OPTION, WORKERS_OPTION, app, friendly_errors, ray_options, report_job,
-)
+from ._app import ArchiveJobOptions, app, archive_job_options, friendly_errors, report_job
 
 
 @app.command()
 @friendly_errors
+@archive_job_options()
 def index(
     audio: Path = typer.Option(..., "--audio", help="Directory (tree) of recordings (FLAC, WAV, MP3, OGG; symbolic links followed)."),
     out: Path = typer.Option(..., "--out", help="Index folder: an embed job (resumable) plus ann.usearch, ann_rows.parquet, ann.json."),
     embedder: str = typer.Option("birdnet", "--embedder", help="birdnet (optional extra, non-commercial licence) or a run directory of 'dawnchorus train' (its pooled CNN features)."),
     hop_s: float = typer.Option(1.5, "--hop-s", help="Hop between windows, in seconds (the window is the embedder's)."),
     threads: int = typer.Option(1, "--threads", help="CPU threads for the embedder and the index."),
-    channel: Optional[int] = CHANNEL_OPTION,
-    workers: int = WORKERS_OPTION,
-    chunk_s: float = CHUNK_OPTION,
-    retry_failed: bool = RETRY_OPTION,
-    force: bool = FORCE_OPTION,
-    engine: str = ENGINE_OPTION,
-    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
-    ray_scorers: int = RAY_SCORERS_OPTION,
-    ray_threads: int = RAY_THREADS_OPTION,
-    ray_gpus: float = RAY_GPUS_OPTION,
+    job: ArchiveJobOptions = None,
 ):
     """Embed every window of an archive and index the vectors for 'dawnchorus search' (finished files are kept)."""
     from ..search import index_archive
 
-    report_job(index_archive(audio_root=audio, out_dir=out, embedder=embedder, hop_s=hop_s, threads=threads, channel=channel,
-                             workers=workers, chunk_s=chunk_s, retry_failed=retry_failed, force=force,
-                             progress=sys.stderr.isatty(), ray=ray_options(engine, ray_address, ray_scorers, ray_threads, ray_gpus)))
+    report_job(index_archive(audio_root=audio, out_dir=out, embedder=embedder, hop_s=hop_s, threads=threads, **job.engine_kwargs()))
 
 
 @app.command()
