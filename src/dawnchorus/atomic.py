@@ -55,20 +55,13 @@ def _temporary(path: Path) -> str:
 
 
 def _replace_with(path: Path, write, *, mode: str) -> Path:
-    tmp = _temporary(path)
-    try:
+    def through_handle(tmp: str) -> None:
         with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise unwritable(path, exc) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write_with(path, through_handle)
 
 
 def path_inside(root: Path, relative: str, *, what: str) -> Path:
