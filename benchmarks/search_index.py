@@ -3,6 +3,7 @@
 
     python benchmarks/search_index.py                 # 250 one-minute files, then 1,000 h of generated vectors
     python benchmarks/search_index.py --hours 100     # a smaller generated index
+    python benchmarks/search_index.py --embedder birdnet --hours 100   # BirdNET (optional extra): 1024-d vectors
 
 1. ``dawnchorus index`` over the 250 one-minute files of `synth --seed 9` with the untrained
    ``cpu-small`` run as embedder (speed does not depend on the weights): wall time, audio hours
@@ -44,11 +45,11 @@ def folder_bytes(path: Path, pattern: str) -> int:
     return sum(p.stat().st_size for p in path.glob(pattern) if p.is_file())
 
 
-def index_real_files(run: Path) -> tuple[dict, int]:
+def index_real_files(run: Path | str) -> tuple[dict, int]:
     corpus = BENCH_DATA / "synth_2_250_seed9"
     if not (corpus / "test").is_dir():
         subprocess.run([CLI, "synth", "--out", str(corpus), "--n-train", "2", "--n-test", "250", "--seed", "9"], check=True)
-    out = BENCH_DATA / "search" / "index_250"
+    out = BENCH_DATA / "search" / f"index_250_{Path(run).name}"
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
     subprocess.run([CLI, "index", "--audio", str(corpus / "test"), "--out", str(out), "--embedder", str(run), "--threads",
@@ -103,10 +104,12 @@ def generated_index(hours: float, dim: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hours", type=float, default=1000.0)
+    parser.add_argument("--embedder", default=None, help="birdnet instead of the untrained cpu-small run")
     args = parser.parse_args()
-    real, dim = index_real_files(untrained_run(ROOT / "run"))
+    real, dim = index_real_files(args.embedder or untrained_run(ROOT / "run"))
     print(json.dumps({"index_250_files": real, "generated": generated_index(args.hours, dim)}, indent=1))
-    print(f"python benchmarks/search_index.py --hours {args.hours:g}; {stamp()}")
+    embedder = f" --embedder {args.embedder}" if args.embedder else ""
+    print(f"python benchmarks/search_index.py{embedder} --hours {args.hours:g}; {stamp()}")
 
 
 if __name__ == "__main__":

@@ -45,11 +45,12 @@ class RfcxDataset:
         }
 
 
-def probe_directory(directory: str | Path) -> dict[str, AudioInfo]:
-    """Header info for every recording under ``directory``; all unreadable files reported at once."""
+def probe_directory(directory: str | Path, *, ids: str = "stem") -> dict[str, AudioInfo]:
+    """Header info for every recording under ``directory`` (ids as ``find_audio_files``); all
+    unreadable files reported at once."""
     infos: dict[str, AudioInfo] = {}
     problems: list[str] = []
-    for recording_id, path in find_audio_files(directory).items():
+    for recording_id, path in find_audio_files(directory, ids=ids).items():
         try:
             infos[recording_id] = probe_audio(path)
         except AudioError as exc:
@@ -90,11 +91,12 @@ def load_dataset(
     if not root.is_dir():
         raise InputError(f"{root}: dataset directory not found")
     species = resolve_species(root, species_csv)
-    train = probe_directory(root / "train") if (root / "train").is_dir() else {}
+    label_files = {1: root / "train_tp.csv", 0: root / "train_fp.csv"}
+    train_ids = "path" if _labels_name_paths(label_files.values()) else "stem"
+    train = probe_directory(root / "train", ids=train_ids) if (root / "train").is_dir() else {}
     test = probe_directory(root / "test") if (root / "test").is_dir() else {}
     if not train and not test:
         raise InputError(f"{root}: no recordings found: expected FLAC/WAV files under {root / 'train'} or {root / 'test'}")
-    label_files = {1: root / "train_tp.csv", 0: root / "train_fp.csv"}
     if require_labels and not label_files[1].is_file():
         raise InputError(f"{label_files[1]}: not found; training needs TP boxes (recording_id,species_id,songtype_id,t_min,f_min,t_max,f_max)")
     boxes: dict[int, list[Box]] = {1: [], 0: []}
@@ -117,6 +119,22 @@ def load_dataset(
         fp=tuple(boxes[0]),
         submission_ids=_submission_ids(root / "sample_submission.csv"),
     )
+
+
+def _labels_name_paths(paths) -> bool:
+    """Labels exported from an archive's review name recordings by their path under the archive
+    (``site12/20240401_060000``), where one file name repeats across site folders; the train
+    folder's recordings are then keyed the same way, not by file name."""
+    for path in paths:
+        if not Path(path).is_file():
+            continue
+        try:
+            names = pd.read_csv(path, usecols=["recording_id"], dtype=str)["recording_id"]
+        except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
+            continue  # read_boxes reports what is wrong with the file
+        if names.str.contains("/", regex=False).any():
+            return True
+    return False
 
 
 def _submission_ids(path: Path) -> tuple[str, ...] | None:
