@@ -104,10 +104,12 @@ class ActiveLearner:
             reached = [rank for rank, i in enumerate(members) if i in served]
             sample = [latest.get(i) for i in members[:reached[-1] + 1]] if reached else []
             tp, fp = sample.count("tp"), sample.count("fp")
-            low, high = wilson(np.array([tp]), np.array([tp + fp])) if tp + fp else ([None], [None])
-            result[species_id] = {"random_tp": tp, "random_fp": fp, "random_precision": tp / (tp + fp) if tp + fp else None,
-                                  "random_low": None if low[0] is None else float(low[0]),
-                                  "random_high": None if high[0] is None else float(high[0])}
+            low = high = precision = None
+            if tp + fp:
+                precision = tp / (tp + fp)
+                low, high = (float(bound[0]) for bound in wilson(np.array([tp]), np.array([tp + fp])))
+            result[species_id] = {"random_tp": tp, "random_fp": fp, "random_precision": precision, "random_low": low,
+                                  "random_high": high}
         return result
 
 
