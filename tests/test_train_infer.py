@@ -17,13 +17,14 @@ from typer.testing import CliRunner
 from dawnchorus.cli import app
 from dawnchorus.config import load_config, load_preset, save_config, with_overrides
 from dawnchorus.errors import InputError
+from dawnchorus.fold_trainer import FoldTrainer
 from dawnchorus.infer import persistence_evidence, predict, window_starts
 from dawnchorus.losses import loss_from_config
 from dawnchorus.models import geometric_mean_logit
 from dawnchorus.priors import persistence_from_run
 from dawnchorus.scores import aggregate_windows, kth_best_window
 from dawnchorus.synth import SynthConfig, generate_corpus
-from dawnchorus.train import FoldTrainer, train
+from dawnchorus.train import train
 
 FAST = [
     "features.sample_rate_hz=16000", "features.n_fft=512", "features.hop_length=256", "features.n_mels=32",
