@@ -6,7 +6,8 @@ fits in milliseconds). The reviewer chooses what comes next:
 
 - ``likely``: the highest P(TP) first, to collect calls fast;
 - ``uncertain``: P(TP) nearest 0.5 first, the decisions the head learns most from;
-- ``random``: a fixed shuffle of all candidates, served in its order. The shuffle's first
+- ``random``: a fixed shuffle of all candidates, served in its order (its seed comes from the
+  candidate list, so a reopened review continues it and another list draws its own). The shuffle's first
   candidates, up to the last one the random mode served, are a simple random sample of the
   candidates, whichever mode decided each of them; their share of TPs estimates the precision
   of the whole candidate list without bias (``random_sample``). Counting only the decisions

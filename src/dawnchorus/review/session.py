@@ -7,6 +7,7 @@ becomes a file path.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import warnings
@@ -180,8 +181,11 @@ def _learner(session: ReviewSession, *, index_dir, every: int, mode: str) -> Act
     ids = session.order
     boxes = [(session.rows[i]["recording_id"], session.rows[i]["t_min"], session.rows[i]["t_max"]) for i in ids]
     vectors = box_vectors(index, boxes, audio_paths={r: info.path for r, info in session.recordings.items()})
+    # the shuffle's seed comes from the list: a reopened review continues its shuffle, another list draws its own sample
+    listed = "\n".join(f"{session.rows[i]['recording_id']}|{session.rows[i]['species_id']}|{box[1]}|{box[2]}"
+                       for i, box in zip(ids, boxes))
     learner = ActiveLearner(vectors=dict(zip(ids, vectors)), species_of={i: session.rows[i]["species_id"] for i in ids},
-                            every=every, mode=mode)
+                            every=every, mode=mode, seed=int(hashlib.sha1(listed.encode()).hexdigest()[:8], 16))
     with db.open_db(session.db_path) as connection:  # a reopened review continues from its decisions so far
         latest = {i: d.decision for i, d in db.latest_decisions(connection).items()}
     if latest:
