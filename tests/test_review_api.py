@@ -295,6 +295,23 @@ def test_panning_moves_the_view_and_stops_at_the_recordings_ends():
     assert _span(view, 3.0, -20) == (0.0, 8.0) and _span(view, 3.0, 20) == (52.0, 8.0)  # the width stays, the ends hold
 
 
+def test_a_sample_across_scores_keeps_the_rare_high_scores_and_each_species_quota():
+    from dawnchorus.review.candidates import Candidate, sample_across_scores
+
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.uniform(0.05, 0.2, 5000), rng.uniform(0.9, 1.0, 20)])  # high scores are rare
+    windows = [Candidate(f"r{i}", 3, 1, 0.0, 3.0, score=float(v)) for i, v in enumerate(scores)]
+    windows += [Candidate(f"q{i}", 5, 1, 0.0, 3.0, score=0.5) for i in range(7)]
+    sample = sample_across_scores(windows, per_species=100, seed=1)
+    kept = np.array([c.score for c in sample if c.species_id == 3])
+    assert len(kept) == 100 and (kept >= 0.9).sum() >= 10  # a tenth of the quota from the top bin
+    assert sum(c.species_id == 5 for c in sample) == 7  # fewer than the quota: all kept
+    assert sample == sorted(sample, key=windows.index)  # input order
+    assert sample_across_scores(windows, per_species=100, seed=1) == sample  # repeatable
+    with pytest.raises(InputError, match="--sample-per-species"):
+        sample_across_scores(windows, per_species=0)
+
+
 def test_overlapping_windows_of_one_species_are_one_call():
     from dawnchorus.review.candidates import Candidate, group_windows
 

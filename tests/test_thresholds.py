@@ -3,6 +3,8 @@ file, and the loop review -> calibrate -> predict --threshold-precision."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -70,6 +72,8 @@ def test_reviewed_detections_set_each_species_threshold_of_predict(trained, tmp_
     job = tmp_path / "job"
     predict_archive(run_dirs=[run], audio_root=archive, out_dir=job, formats=["birdnet"], threshold=0.0)
     candidates = read_detections(job)
+    sampled = read_detections(job, sample_per_species=3)  # a calibration sample of a job's windows
+    assert set(sampled) <= set(candidates) and max(Counter(c.species_id for c in sampled).values()) == 3
     session = open_session(candidates=candidates, audio_dir=archive, db_path=tmp_path / "review.sqlite")
     rng = np.random.default_rng(0)
     scores = np.array([session.rows[i]["score"] for i in session.order])

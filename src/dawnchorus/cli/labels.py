@@ -58,6 +58,7 @@ def review(
     reviewer: Optional[str] = typer.Option(None, "--reviewer", help="Name recorded with each decision (default: your user name; the page can change it)."),
     min_score: float = typer.Option(0.0, "--min-score", help="With --detections: leave out detections scoring below this."),
     group_windows: bool = typer.Option(True, "--group-windows/--no-group-windows", help="With --detections: overlapping windows of one species are one call, reviewed once."),
+    sample_per_species: Optional[int] = typer.Option(None, "--sample-per-species", help="With --detections: review only N windows per species, drawn across its score range (10 bins); with a low --min-score, what 'review calibrate' needs, from an archive of millions of windows."),
     index_dir: Optional[Path] = typer.Option(None, "--index", help="Active learning: an index from 'dawnchorus index' over the same audio; a head on the candidates' embeddings re-ranks the queue as you decide."),
     learn_every: int = typer.Option(10, "--learn-every", help="With --index: retrain the head after this many decisions."),
     mode: str = typer.Option("likely", "--mode", help="With --index: the queue's first order: likely, uncertain, random or input (the page can switch)."),
@@ -76,10 +77,13 @@ def review(
         raise InputError("give exactly one of --candidates CSV or --detections PARQUET")
     if audio is None or db is None:
         raise InputError("--audio DIR and --db FILE are required to serve the review page (or run 'dawnchorus review export')")
+    if sample_per_species is not None and detections is None:
+        raise InputError("--sample-per-species draws from a model's detections: give --detections JOB too")
     if index_dir is None and (learn_every != 10 or mode != "likely"):
         raise InputError("--learn-every and --mode are for active learning: give --index INDEX too")
     token = read_token_file(token_file) if token_file is not None else None if is_loopback(host) else new_token()
-    loaded = read_candidates_csv(candidates) if candidates is not None else read_detections(detections, min_score=min_score, group=group_windows)
+    loaded = read_candidates_csv(candidates) if candidates is not None else read_detections(
+        detections, min_score=min_score, group=group_windows, sample_per_species=sample_per_species)
     if reviewer is None:
         try:
             reviewer = getpass.getuser()

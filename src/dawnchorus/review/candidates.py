@@ -71,25 +71,61 @@ def read_candidates_csv(path: str | Path) -> list[Candidate]:
     ]
 
 
-def read_detections(path: str | Path, *, min_score: float = 0.0, group: bool = False) -> list[Candidate]:
+def read_detections(path: str | Path, *, min_score: float = 0.0, group: bool = False,
+                    sample_per_species: int | None = None, seed: int = 0) -> list[Candidate]:
     """Read the Parquet of ``dawnchorus predict --detections``, or the window parts of an archive
-    job folder (``predict --out DIR``); rows below ``min_score`` are left out. With ``group``,
-    consecutive overlapping windows of one species are one candidate (``group_windows``).
+    job folder (``predict --out DIR``); rows below ``min_score`` are left out. With
+    ``sample_per_species``, each species keeps that many windows drawn across its score range
+    (``sample_across_scores``). With ``group``, consecutive overlapping windows of one species
+    are one candidate (``group_windows``).
 
     Detections are whole windows without a frequency band, so they cover the full band.
     """
     path = Path(path)
-    if group:
-        return group_windows(read_detections(path, min_score=min_score))
     if path.is_dir() and (path / "parts").is_dir():
-        return _from_frame(_job_detections(path, min_score=min_score), path, min_score)
-    if not path.is_file():
+        frame = _job_detections(path, min_score=min_score)
+    elif not path.is_file():
         raise InputError(f"{path}: detections file not found; write one with 'dawnchorus predict ... --detections {path.name}'")
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
-        raise InputError(f"{path}: cannot read as Parquet ({exc}); pass a file written by 'dawnchorus predict --detections'") from None
-    return _from_frame(frame, path, min_score)
+    else:
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+            raise InputError(f"{path}: cannot read as Parquet ({exc}); pass a file written by 'dawnchorus predict --detections'") from None
+    candidates = _from_frame(frame, path, min_score)
+    if sample_per_species is not None:
+        candidates = sample_across_scores(candidates, per_species=sample_per_species, seed=seed)
+    return group_windows(candidates) if group else candidates
+
+
+SCORE_BINS = 10
+
+
+def sample_across_scores(candidates: list[Candidate], *, per_species: int, seed: int = 0) -> list[Candidate]:
+    """Up to ``per_species`` candidates of each species, drawn at random from ``SCORE_BINS``
+    equal-width bins of its score range (equal shares, what a bin cannot fill going to the
+    others), so that a calibration sees the low scores and the high ones, not only the many
+    low. Within a bin the draw is uniform; in input order."""
+    if per_species < 1:
+        raise InputError(f"--sample-per-species must be at least 1, not {per_species}")
+    rng = np.random.default_rng(seed)
+    scores = np.array([c.score if c.score is not None else np.nan for c in candidates], dtype=float)
+    species = np.array([c.species_id for c in candidates])
+    kept: list[int] = []
+    for species_id in np.unique(species):
+        members = np.flatnonzero((species == species_id) & np.isfinite(scores))
+        if len(members) <= per_species:
+            kept.extend(members)
+            continue
+        low, high = scores[members].min(), scores[members].max()
+        bins = np.minimum(((scores[members] - low) / max(high - low, 1e-12) * SCORE_BINS).astype(int), SCORE_BINS - 1)
+        pools = [list(rng.permutation(members[bins == b])) for b in range(SCORE_BINS)]
+        chosen: list[int] = []
+        while len(chosen) < per_species:  # round-robin over the bins: equal shares, empty bins give way
+            for pool in pools:
+                if pool and len(chosen) < per_species:
+                    chosen.append(pool.pop())
+        kept.extend(chosen)
+    return [candidates[i] for i in sorted(kept)]
 
 
 def group_windows(candidates: list[Candidate]) -> list[Candidate]:
