@@ -80,6 +80,15 @@ def test_presence_by_hour_and_by_topk_mean(tmp_path):
     assert topk[("A", "2024-04-01", 1)] == (2, 1, True) and topk[("B", "2024-04-01", 1)] == (1, 1, True)
 
 
+def test_presence_by_week_month_and_the_whole_deployment(tmp_path):
+    summary = read_recording_summary(summary_csv(tmp_path))
+    weeks = presence_table(summary=summary, threshold=0.5, by="week")
+    assert sorted(set(zip(weeks.site, weeks.period))) == [("A", "2024-W14"), ("A", "undated"), ("B", "2024-W14")]
+    assert set(presence_table(summary=summary, threshold=0.5, by="month").period) == {"2024-04", "undated"}
+    whole = cells(presence_table(summary=summary, threshold=0.5, by="all"))  # one period per site, undated included
+    assert whole[("A", "all", 0)] == (4, 3, True) and whole[("B", "all", 1)] == (2, 1, True)
+
+
 def test_a_species_without_a_row_counts_as_absent(tmp_path):
     path = summary_csv(tmp_path)
     extra = "C/r7.wav,C/r7,,2024-04-03T05:00:00,60,1,Setophaga angelae,0.9,0.8\n"  # no site, no species-0 row
@@ -96,7 +105,7 @@ def test_a_species_without_a_row_counts_as_absent(tmp_path):
     ({"threshold": -0.1}, "threshold must be between 0 and 1"),
     ({"threshold": float("nan")}, "threshold must be between 0 and 1"),
     ({"threshold": 0.5, "score": "mean"}, "score must be one of max_score, topk_mean"),
-    ({"threshold": 0.5, "by": "week"}, "by must be one of day, hour"),
+    ({"threshold": 0.5, "by": "season"}, "by must be one of hour, day, week, month, all"),
 ])
 def test_bad_options_are_input_errors(tmp_path, options, message):
     summary = read_recording_summary(summary_csv(tmp_path))

@@ -26,7 +26,8 @@ SUMMARY_COLUMNS = ["path", "recording_id", "site", "start_time", "duration_s", "
 PRESENCE_COLUMNS = ["site", "period", "species_id", "species", "recordings", "recordings_present", "presence",
                     "present", "max_score", "audio_hours"]
 SCORE_COLUMNS = ("max_score", "topk_mean")
-PERIOD_FORMATS = {"day": "%Y-%m-%d", "hour": "%Y-%m-%d %H:00"}
+PERIOD_FORMATS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d", "week": "%G-W%V", "month": "%Y-%m"}
+WHOLE_DEPLOYMENT = "all"  # --by all: one period per site, the whole deployment (a site-level occupancy)
 UNDATED = "undated"
 
 _TEXT_COLUMNS = ("path", "recording_id", "site", "species")
@@ -92,6 +93,10 @@ def read_recording_summary(path: str | Path) -> pd.DataFrame:
 
 
 def period_labels(start_time: pd.Series, *, by: str) -> pd.Series:
+    """Each recording's period: its hour, day, ISO week or month (recorder wall clock;
+    ``UNDATED`` without a start time), or ``all`` for the whole deployment."""
+    if by == WHOLE_DEPLOYMENT:
+        return pd.Series(WHOLE_DEPLOYMENT, index=start_time.index, dtype=str)
     start_time = pd.to_datetime(start_time, errors="coerce")
     if getattr(start_time.dt, "tz", None) is not None:
         start_time = start_time.dt.tz_localize(None)  # keep the recorder's wall clock (see _start_time_of)
@@ -102,8 +107,8 @@ def check_summary_request(summary: pd.DataFrame, *, score: str, by: str) -> None
     """The score column and period asked for exist, and ``summary`` has the columns of a recording summary."""
     if score not in SCORE_COLUMNS:
         raise InputError(f"score must be one of {', '.join(SCORE_COLUMNS)}; got {score!r}")
-    if by not in PERIOD_FORMATS:
-        raise InputError(f"by must be one of {', '.join(PERIOD_FORMATS)}; got {by!r}")
+    if by not in (*PERIOD_FORMATS, WHOLE_DEPLOYMENT):
+        raise InputError(f"by must be one of {', '.join([*PERIOD_FORMATS, WHOLE_DEPLOYMENT])}; got {by!r}")
     missing = [c for c in SUMMARY_COLUMNS if c not in summary.columns]
     if missing:
         raise InputError(f"the summary lacks column(s) {', '.join(missing)}; read it with read_recording_summary")

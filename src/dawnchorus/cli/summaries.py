@@ -31,7 +31,7 @@ def summarize(
     job: Optional[Path] = typer.Option(None, "--job", help="Archive job folder; reads its recordings.csv."),
     summary: Optional[Path] = typer.Option(None, "--summary", help="A per-recording summary CSV (recordings.csv) instead of --job."),
     threshold: float = typer.Option(0.5, "--threshold", help="Score at or above which a species counts as present in a recording (0..1)."),
-    by: str = typer.Option("day", "--by", help="Period of the table: day or hour."),
+    by: str = typer.Option("day", "--by", help="Period of the table: hour, day, week (ISO), month, or all (one per site: the whole deployment)."),
     score: str = typer.Option("max_score", "--score", help="Score to threshold: max_score or topk_mean."),
     out: Path = typer.Option(..., "--out", help="Presence table CSV, one row per site x period x species."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw the presence as a heat-map PNG here."),
