@@ -103,6 +103,11 @@ def period_labels(start_time: pd.Series, *, by: str) -> pd.Series:
     return start_time.dt.strftime(PERIOD_FORMATS[by]).where(start_time.notna(), UNDATED).astype(str)
 
 
+def by_site_and(by: str) -> str:
+    """How a plot's title names the table's cells."""
+    return "by site (whole deployment)" if by == WHOLE_DEPLOYMENT else f"by site and {by}"
+
+
 def check_summary_request(summary: pd.DataFrame, *, score: str, by: str) -> None:
     """The score column and period asked for exist, and ``summary`` has the columns of a recording summary."""
     if score not in SCORE_COLUMNS:
@@ -210,7 +215,7 @@ def plot_presence(table: pd.DataFrame, *, out_path: str | Path, title: str | Non
         figure.colorbar(image, ax=axes, label="presence (share of recordings)", fraction=0.04, pad=0.02)
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(out_path, dpi=100, format="png")
+        figure.savefig(out_path, dpi=100, format="png", bbox_inches="tight")  # the colour bar's label stays whole
     finally:
         plt.close(figure)
     return out_path

@@ -45,7 +45,7 @@ def summarize(
     and the share with missed calls added back (90 % intervals; it needs reviewed detections
     down to low scores). Species without a calibration keep --threshold, flagged.
     """
-    from ..summarize import UNDATED, plot_presence, presence_table, read_recording_summary
+    from ..summarize import UNDATED, by_site_and, plot_presence, presence_table, read_recording_summary
 
     source = summary_path(job=job, summary=summary)
     recordings = read_recording_summary(source)
@@ -66,7 +66,7 @@ def summarize(
     if plot is not None:
         if table.empty:
             raise InputError(f"{source}: no recordings in the summary, so there is no presence to plot")
-        title = f"Share of recordings with {score} >= {threshold:g}, by site and {by}"
+        title = f"Share of recordings with {score} >= {threshold:g}, {by_site_and(by)}"
         typer.echo(f"wrote {plot_presence(table, out_path=plot, title=title)}")
 
 
@@ -74,7 +74,7 @@ def _write_occupancy(recordings, *, calibration: Path, precision: float, thresho
                      plot: Optional[Path]) -> None:
     from ..atomic import atomic_write_text
     from ..occupancy import occupancy_table
-    from ..summarize import plot_presence
+    from ..summarize import by_site_and, plot_presence
     from ..thresholds import read_thresholds
 
     table = occupancy_table(summary=recordings, calibration=read_thresholds(calibration), precision=precision,
@@ -97,5 +97,5 @@ def _write_occupancy(recordings, *, calibration: Path, precision: float, thresho
         if table.empty:
             raise InputError("no recordings in the summary, so there is no occupancy to plot")
         shown = table.assign(presence=table["prevalence"].fillna(table["naive_prevalence"]))
-        title = f"Share of recordings occupied (calibrated at precision {precision:g}), by site and {by}"
+        title = f"Share of recordings occupied (calibrated at precision {precision:g}), {by_site_and(by)}"
         typer.echo(f"wrote {plot_presence(shown, out_path=plot, title=title)}")
