@@ -4,6 +4,7 @@
     python benchmarks/search_index.py                 # 250 one-minute files, then 1,000 h of generated vectors
     python benchmarks/search_index.py --hours 100     # a smaller generated index
     python benchmarks/search_index.py --embedder birdnet --hours 100   # BirdNET (optional extra): 1024-d vectors
+    python benchmarks/search_index.py --dim 1024 --hours 1000        # step 2 alone, at BirdNET's dimension
 
 1. ``dawnchorus index`` over the 250 one-minute files of `synth --seed 9` with the untrained
    ``cpu-small`` run as embedder (speed does not depend on the weights): wall time, audio hours
@@ -105,10 +106,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hours", type=float, default=1000.0)
     parser.add_argument("--embedder", default=None, help="birdnet instead of the untrained cpu-small run")
+    parser.add_argument("--dim", type=int, default=None, help="skip step 1; generate vectors of this dimension")
     args = parser.parse_args()
-    real, dim = index_real_files(args.embedder or untrained_run(ROOT / "run"))
+    real, dim = index_real_files(args.embedder or untrained_run(ROOT / "run")) if args.dim is None else (None, args.dim)
     print(json.dumps({"index_250_files": real, "generated": generated_index(args.hours, dim)}, indent=1))
     embedder = f" --embedder {args.embedder}" if args.embedder else ""
+    embedder += f" --dim {args.dim}" if args.dim else ""
     print(f"python benchmarks/search_index.py{embedder} --hours {args.hours:g}; {stamp()}")
 
 
