@@ -129,8 +129,9 @@ def review_calibrate(
 ):
     """Fit P(correct | score) per species on reviewed detections; 'predict --threshold-precision P' then uses it.
 
-    Reviews in input or random order calibrate best; cover low scores too (review --detections
-    with a low --min-score) so that summarize can also count the calls the threshold misses.
+    Reviews in input or random order calibrate best; cover low scores too ('review --detections
+    JOB --min-score 0.05 --sample-per-species 200') so that summarize can also count the calls
+    the threshold misses.
     """
     from ..review.calibrate import calibrate_run
 
