@@ -135,9 +135,9 @@ def review_calibrate(
     """
     from ..review.calibrate import calibrate_run
 
-    path, table = calibrate_run(db_path=db, run_dir=run, precision=precision, all_modes=all_modes)
+    path, table, head_chosen = calibrate_run(db_path=db, run_dir=run, precision=precision, all_modes=all_modes)
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
-    if table.attrs["head_chosen"]:
-        typer.echo(f"{table.attrs['head_chosen']} decision(s) chosen by the head (likely/uncertain mode) left out; "
+    if head_chosen:
+        typer.echo(f"{head_chosen} decision(s) chosen by the head (likely/uncertain mode) left out; "
                    "--all-modes takes them")
     typer.echo(f"wrote {path}")

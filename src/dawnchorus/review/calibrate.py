@@ -28,41 +28,36 @@ HEAD_CHOSEN = ("likely", "uncertain")  # modes that choose by the head, not the 
 
 
 def reviewed_detections(db_path: str | Path, *, all_modes: bool = False) -> pd.DataFrame:
-    """species_id, score and label (1 TP, 0 FP) of every model detection decided TP or FP (skips
-    left out), without those the head chose unless ``all_modes``; ``attrs["head_chosen"]`` counts
-    the ones left out."""
+    """species_id, score, label (1 TP, 0 FP) and head_chosen of every model detection decided TP or
+    FP (skips left out), without those the head chose unless ``all_modes``."""
     columns = ["species_id", "score", "decision", "source", "mode"]
     with open_db(db_path, create=False) as connection:
         rows = [row for row in decided_candidates(connection) if row["decision"] in ("tp", "fp")]
     frame = pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
     frame = frame[frame["source"] == DETECTIONS_SOURCE]
-    chosen_by_head = frame["mode"].isin(HEAD_CHOSEN)
-    left_out = 0 if all_modes else int(chosen_by_head.sum())
-    if not all_modes:
-        frame = frame[~chosen_by_head]
     result = pd.DataFrame({"species_id": frame["species_id"].astype(int), "score": frame["score"].astype(float),
-                           "label": (frame["decision"] == "tp").astype(int)})
-    result.attrs["head_chosen"] = left_out
-    return result
+                           "label": (frame["decision"] == "tp").astype(int), "head_chosen": frame["mode"].isin(HEAD_CHOSEN)})
+    return result if all_modes else result[~result["head_chosen"]]
 
 
 def calibrate_run(*, db_path: str | Path, run_dir: str | Path, precision: float = 0.9,
-                  all_modes: bool = False) -> tuple[Path, pd.DataFrame]:
+                  all_modes: bool = False) -> tuple[Path, pd.DataFrame, int]:
     """Fit each species' P(correct | score) on the reviewed detections, write ``RUN/thresholds.json``;
-    returns it and a table of the thresholds for ``precision`` (``attrs["head_chosen"]``: decisions
-    left out because the head chose them)."""
+    returns it, a table of the thresholds for ``precision`` and how many decisions were left out
+    because the head chose them."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise InputError(f"--run {run_dir}: not a run of 'dawnchorus train' (no config.yaml)")
     if not 0 < precision < 1:
         raise InputError(f"--precision must be between 0 and 1, e.g. 0.9; not {precision}")
-    decisions = reviewed_detections(db_path, all_modes=all_modes)
+    reviewed = reviewed_detections(db_path, all_modes=True)
+    left_out = 0 if all_modes else int(reviewed["head_chosen"].sum())
+    decisions = reviewed if all_modes else reviewed[~reviewed["head_chosen"]]
     if decisions.empty:
-        more = (f" ({decisions.attrs['head_chosen']} were chosen by the head in likely/uncertain mode: review in random "
-                "or input mode, or pass --all-modes)") if decisions.attrs["head_chosen"] else ""
+        more = (f" ({left_out} were chosen by the head in likely/uncertain mode: review in random or input mode, or "
+                "pass --all-modes)") if left_out else ""
         raise InputError(f"{db_path}: no model detections marked TP or FP{more}; review a job's detections first "
                          "('dawnchorus review --detections JOB --audio ARCHIVE --db ...')")
     calibration = fit_calibration(decisions)
-    table = describe(calibration, precision=precision)
-    table.attrs["head_chosen"] = decisions.attrs["head_chosen"]
-    return write_thresholds(run_dir, calibration, source=str(Path(db_path).resolve())), table
+    path = write_thresholds(run_dir, calibration, source=str(Path(db_path).resolve()))
+    return path, describe(calibration, precision=precision), left_out

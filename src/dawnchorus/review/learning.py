@@ -51,6 +51,9 @@ class ActiveLearner:
         self.set_mode(self.mode)
         ids = sorted(set(self.vectors) | set(self.species_of))
         self._shuffle = {int(candidate_id): rank for rank, candidate_id in enumerate(np.random.default_rng(self.seed).permutation(ids))}
+        self._shuffled_members: dict[int, list[int]] = {}  # species id -> its candidates in the shuffle's order
+        for candidate_id in sorted(self.species_of, key=self._shuffle.__getitem__):
+            self._shuffled_members.setdefault(self.species_of[candidate_id], []).append(candidate_id)
 
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:
@@ -100,8 +103,7 @@ class ActiveLearner:
         from ..intervals import wilson
 
         result = {}
-        for species_id in sorted(set(self.species_of.values())):
-            members = sorted((i for i, s in self.species_of.items() if s == species_id), key=lambda i: self._shuffle[i])
+        for species_id, members in sorted(self._shuffled_members.items()):
             reached = [rank for rank, i in enumerate(members) if i in served]
             sample = [latest.get(i) for i in members[:reached[-1] + 1]] if reached else []
             tp, fp = sample.count("tp"), sample.count("fp")
